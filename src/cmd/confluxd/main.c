@@ -1,0 +1,192 @@
+/*
+ * confluxd - the Conflux server.
+ *
+ * Reads its settings (defaults, then --config FILE, then command-line
+ * overrides), opens the store (recovering after a crash), and runs until
+ * SIGTERM or SIGINT, when it flushes, checkpoints and exits 0.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/err.h"
+#include "base/log.h"
+#include "cmd/confluxd/settings.h"
+#include "store/store.h"
+
+#define CFX_VERSION "0.1.0"
+
+static void usage(FILE *out)
+{
+	fprintf(out,
+		"usage: confluxd [--config FILE] [--SETTING VALUE | --SETTING=VALUE ...]\n"
+		"       confluxd --help | --version | --print-config-docs\n"
+		"\n"
+		"Starts with no config file at all; data goes to ./data unless --data-dir says "
+		"otherwise.\n"
+		"Sizes accept KiB/MiB/GiB (and KB/MB/GB), durations ms/s/m/h/d.\n"
+		"\n"
+		"Settings:\n");
+	cfx_conf_print_help(cfx_settings_table, cfx_settings_count, out);
+}
+
+/* Splits "--name=value" or "--name value"; returns the index of the next arg. */
+static int parse_opt(int argc, char **argv, int i, char *name, size_t name_len, const char **value)
+{
+	const char *arg = argv[i] + 2, *eq = strchr(arg, '=');
+
+	if (eq) {
+		snprintf(name, name_len, "%.*s", (int)(eq - arg), arg);
+		*value = eq + 1;
+		return i + 1;
+	}
+	snprintf(name, name_len, "%s", arg);
+	*value = i + 1 < argc ? argv[i + 1] : NULL;
+	return i + 2;
+}
+
+static int load_settings(int argc, char **argv, struct cfx_settings *s)
+{
+	char err[512], name[256];
+	const char *value;
+	int rc;
+
+	rc = cfx_conf_defaults(cfx_settings_table, cfx_settings_count, s);
+	CFX_ASSERT(rc == 0);
+	/* The config file first, so that the command line overrides it. */
+	for (int i = 1; i < argc;) {
+		if (strncmp(argv[i], "--", 2) != 0) {
+			fprintf(stderr, "confluxd: unexpected argument \"%s\"\n", argv[i]);
+			return 2;
+		}
+		int next = parse_opt(argc, argv, i, name, sizeof name, &value);
+		if (!value) {
+			fprintf(stderr, "confluxd: --%s needs a value\n", name);
+			return 2;
+		}
+		if (strcmp(name, "config") == 0) {
+			rc = cfx_conf_load_file(cfx_settings_table, cfx_settings_count, s, value, err,
+						sizeof err);
+			if (rc) {
+				fprintf(stderr, "confluxd: %s\n", err);
+				return 2;
+			}
+		}
+		i = next;
+	}
+	for (int i = 1; i < argc;) {
+		int next = parse_opt(argc, argv, i, name, sizeof name, &value);
+		if (strcmp(name, "config") != 0) {
+			rc = cfx_conf_set(cfx_settings_table, cfx_settings_count, s, name, value, err,
+					  sizeof err);
+			if (rc) {
+				fprintf(stderr, "confluxd: %s (see confluxd --help)\n", err);
+				return 2;
+			}
+		}
+		i = next;
+	}
+	return 0;
+}
+
+static void log_recovery(const char *dir, const struct cfx_store_recovery *r)
+{
+	if (r->fresh) {
+		cfx_log_info("store: created a new store in %s", dir);
+		return;
+	}
+	cfx_log_info("store: opened %s: %u segments, %u queues, log positions %" PRIu64
+		     "..%" PRIu64,
+		     dir, r->segments, r->queues, r->log_start, r->log_end);
+	if (r->clean)
+		cfx_log_info("store: last shutdown was clean; no scan needed (%" PRId64 " ms)",
+			     r->elapsed_ms);
+	else
+		cfx_log_info("store: recovered after %s: re-indexed %" PRIu64 " entries (%" PRIu64
+			     " bytes) in %" PRId64 " ms%s",
+			     r->checkpoint_missing ? "losing the checkpoint" : "an unclean shutdown",
+			     r->scanned_entries, r->scanned_bytes, r->elapsed_ms,
+			     r->truncated_bytes ? "; the torn tail was cut off" : "");
+}
+
+int main(int argc, char **argv)
+{
+	struct cfx_settings s;
+	struct cfx_store_opts so;
+	struct cfx_store_recovery rec;
+	struct cfx_store *st = NULL;
+	sigset_t sigs;
+	int rc, sig;
+
+	for (int i = 1; i < argc; i++) {
+		if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+			usage(stdout);
+			return 0;
+		}
+		if (!strcmp(argv[i], "--version")) {
+			printf("confluxd %s\n", CFX_VERSION);
+			return 0;
+		}
+		if (!strcmp(argv[i], "--print-config-docs")) {
+			cfx_conf_print_markdown(cfx_settings_table, cfx_settings_count, stdout);
+			return 0;
+		}
+	}
+	rc = load_settings(argc, argv, &s);
+	if (rc) {
+		cfx_conf_free(cfx_settings_table, cfx_settings_count, &s);
+		return rc;
+	}
+	cfx_log_set_level(s.log_level);
+
+	/* Signals are taken synchronously by this thread; every thread the
+	 * store starts inherits the blocked mask. */
+	sigemptyset(&sigs);
+	sigaddset(&sigs, SIGTERM);
+	sigaddset(&sigs, SIGINT);
+	sigaddset(&sigs, SIGHUP);
+	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+	signal(SIGPIPE, SIG_IGN);
+
+	cfx_log_info("confluxd %s starting; data directory %s", CFX_VERSION, s.data_dir);
+	cfx_settings_to_store_opts(&s, &so);
+	rc = cfx_store_open(&so, &st, &rec);
+	if (rc) {
+		cfx_log_error("store: cannot open %s: %s", s.data_dir, cfx_strerror(rc));
+		cfx_conf_free(cfx_settings_table, cfx_settings_count, &s);
+		return 1;
+	}
+	log_recovery(s.data_dir, &rec);
+	cfx_log_info("confluxd ready");
+
+	for (;;) {
+		if (sigwait(&sigs, &sig) != 0)
+			continue;
+		if (sig == SIGHUP) {
+			struct cfx_settings fresh;
+			/* Re-read the settings; apply those marked reloadable. */
+			if (load_settings(argc, argv, &fresh) == 0) {
+				cfx_log_set_level(fresh.log_level);
+				cfx_log_info("SIGHUP: settings reloaded (log.level = %s)",
+					     cfx_conf_find(cfx_settings_table, cfx_settings_count, "log.level")
+						     ->enum_names[fresh.log_level]);
+			} else {
+				cfx_log_warn("SIGHUP: settings not reloaded: the configuration is invalid");
+			}
+			cfx_conf_free(cfx_settings_table, cfx_settings_count, &fresh);
+			continue;
+		}
+		break;
+	}
+	cfx_log_info("%s received; flushing and shutting down", strsignal(sig));
+	rc = cfx_store_close(st);
+	if (rc)
+		cfx_log_error("store: shutdown was not clean: %s", cfx_strerror(rc));
+	else
+		cfx_log_info("store: flushed and checkpointed; bye");
+	cfx_conf_free(cfx_settings_table, cfx_settings_count, &s);
+	return rc ? 1 : 0;
+}

@@ -1,0 +1,79 @@
+/*
+ * settings.c - the settings table of confluxd.
+ */
+#include "cmd/confluxd/settings.h"
+
+#include <stddef.h>
+
+#define OFF(field) offsetof(struct cfx_settings, field)
+#define KiB (1024LL)
+#define MiB (1024LL * 1024)
+#define GiB (1024LL * 1024 * 1024)
+#define DAY_MS (24LL * 3600 * 1000)
+
+static const char *const log_levels[] = { "error", "warn", "info", "debug", NULL };
+
+const struct cfx_conf_def cfx_settings_table[] = {
+	{ "data_dir", "data-dir", CFX_CONF_STRING, OFF(data_dir), "./data", 0, 0, NULL, 0,
+	  "Directory holding the commit log, indexes and checkpoint (created if missing)." },
+	{ "log.level", "log-level", CFX_CONF_ENUM, OFF(log_level), "info", 0, 0, log_levels,
+	  CFX_CONF_RELOADABLE, "Least severe level that is logged." },
+	{ "store.segment_bytes", NULL, CFX_CONF_SIZE, OFF(segment_bytes), "1GiB", 1 * MiB,
+	  256 * GiB, NULL, 0,
+	  "Size of each commit-log segment file; must hold the largest batch. Existing "
+	  "segments keep their size." },
+	{ "store.index_entries_per_file", NULL, CFX_CONF_INT, OFF(index_entries_per_file),
+	  "262144", 16, 1LL << 30, NULL, 0,
+	  "Batch-index entries (40 bytes each) per queue index file." },
+	{ "store.key_index_entries", NULL, CFX_CONF_INT, OFF(key_index_entries), "1048576", 16,
+	  1LL << 30, NULL, 0, "Entries (24 bytes each) per key/message-id index file." },
+	{ "store.flush_interval", NULL, CFX_CONF_DURATION, OFF(flush_interval_ms), "500ms", 1,
+	  DAY_MS, NULL, 0,
+	  "How often async appends are flushed to disk: the most an async append can lose "
+	  "in a power failure." },
+	{ "store.checkpoint_interval", NULL, CFX_CONF_DURATION, OFF(checkpoint_interval_ms), "5s",
+	  100, DAY_MS, NULL, 0,
+	  "How often a checkpoint records what is durable; bounds the log scanned after a "
+	  "crash." },
+	{ "store.retention_time", NULL, CFX_CONF_DURATION, OFF(retention_ms), "72h", 0,
+	  3650 * DAY_MS, NULL, 0,
+	  "Delete segments whose newest message is older than this (0 keeps everything)." },
+	{ "store.retention_bytes", NULL, CFX_CONF_SIZE, OFF(retention_bytes), "0", 0,
+	  1LL << 60, NULL, 0,
+	  "Delete the oldest segments while the log is larger than this (0 = no limit)." },
+	{ "store.retention_check_interval", NULL, CFX_CONF_DURATION,
+	  OFF(retention_check_interval_ms), "10s", 100, DAY_MS, NULL, 0,
+	  "How often retention is applied." },
+	{ "store.message_bytes_max", NULL, CFX_CONF_SIZE, OFF(message_bytes_max), "4MiB", 1 * KiB,
+	  1 * GiB, NULL, 0, "Largest message accepted (encoded size)." },
+	{ "store.batch_bytes_max", NULL, CFX_CONF_SIZE, OFF(batch_bytes_max), "16MiB", 1 * KiB,
+	  1 * GiB, NULL, 0, "Largest batch accepted (encoded size)." },
+	{ "store.queues_per_topic_max", NULL, CFX_CONF_INT, OFF(queues_per_topic_max), "1024", 1,
+	  65536, NULL, 0, "Queue ids of a topic are below this." },
+	{ "store.verify_crc_on_read", NULL, CFX_CONF_BOOL, OFF(verify_crc_on_read), "true", 0, 0,
+	  NULL, 0, "Check each entry's CRC32C when it is read, so damage is never served." },
+	{ "store.populate_ahead", NULL, CFX_CONF_SIZE, OFF(populate_ahead_bytes), "16MiB", 0,
+	  1 * GiB, NULL, 0,
+	  "How much of the log is pre-faulted ahead of the writer (0 disables)." },
+};
+
+const size_t cfx_settings_count = sizeof cfx_settings_table / sizeof cfx_settings_table[0];
+
+void cfx_settings_to_store_opts(const struct cfx_settings *s, struct cfx_store_opts *o)
+{
+	cfx_store_opts_default(o);
+	o->dir = s->data_dir;
+	o->segment_bytes = (uint64_t)s->segment_bytes;
+	o->index_entries_per_file = (uint32_t)s->index_entries_per_file;
+	o->key_index_entries = (uint32_t)s->key_index_entries;
+	o->flush_interval_ms = s->flush_interval_ms;
+	o->checkpoint_interval_ms = s->checkpoint_interval_ms;
+	o->retention_ms = s->retention_ms;
+	o->retention_bytes = s->retention_bytes;
+	o->retention_check_interval_ms = s->retention_check_interval_ms;
+	o->msg_bytes_max = (uint32_t)s->message_bytes_max;
+	o->batch_bytes_max = (uint32_t)s->batch_bytes_max;
+	o->queues_per_topic_max = (uint32_t)s->queues_per_topic_max;
+	o->verify_crc_on_read = s->verify_crc_on_read;
+	o->populate_ahead_bytes = (uint64_t)s->populate_ahead_bytes;
+}

@@ -1,0 +1,214 @@
+/*
+ * dispatch.c - the dispatcher: tails the commit log and builds the batch
+ * and key indexes, making appended messages readable.
+ *
+ * It is the only writer of the indexes while the store runs; recovery
+ * calls dispatch__entry the same way before the threads start, which is
+ * why the indexes can always be rebuilt from the log.
+ *
+ * Progress is published as (dispatched_pos, index totals) under disp_mu,
+ * so a checkpoint always sees a position and the index sizes that match.
+ */
+#include <inttypes.h>
+#include <time.h>
+
+#include "base/err.h"
+#include "store/store_int.h"
+
+/* Limits on what one message contributes to the key index. */
+#define KEYS_PER_MSG_MAX 32
+#define KEY_BYTES_MAX 1024
+
+static int index_keys(struct cfx_store *st, const struct cfx_entry *e)
+{
+	struct cfx_batch_rd b;
+	struct cfx_msg_view m;
+	const char *why = NULL;
+	int rc;
+
+	rc = cfx_batch_open(&b, e->payload.p, e->payload.len, 0, &why);
+	if (rc == CFX_EUNSUPPORTED)
+		return 0; /* compressed batches are not key-indexed */
+	if (rc)
+		return CFX_ECORRUPT;
+	pthread_mutex_lock(&st->keys.mu);
+	while ((rc = cfx_batch_next(&b, &m, &why)) == 1) {
+		if (m.msg_id.len && m.msg_id.len <= KEY_BYTES_MAX) {
+			rc = keyidx__add(st, cfx_keyidx_hash(CFX_KEY_KIND_ID, e->topic, m.msg_id),
+					 e->log_pos);
+			if (rc)
+				break;
+		}
+		if (m.key_null || m.key.len == 0)
+			continue;
+		/* Keys are space-separated; each one is indexed. */
+		size_t i = 0;
+		int n = 0;
+		while (i < m.key.len && n < KEYS_PER_MSG_MAX) {
+			size_t j = i;
+			while (j < m.key.len && m.key.p[j] != ' ')
+				j++;
+			if (j > i && j - i <= KEY_BYTES_MAX) {
+				struct cfx_view k = { m.key.p + i, j - i };
+				rc = keyidx__add(st, cfx_keyidx_hash(CFX_KEY_KIND_KEY, e->topic, k),
+						 e->log_pos);
+				if (rc)
+					goto out;
+				n++;
+			}
+			i = j + 1;
+		}
+	}
+out:
+	pthread_mutex_unlock(&st->keys.mu);
+	return rc < 0 ? (rc == CFX_EPARSE ? CFX_ECORRUPT : rc) : 0;
+}
+
+int dispatch__entry(struct cfx_store *st, const struct cfx_entry *e, int recovering)
+{
+	struct cfx_idx_entry ie, last;
+	struct queue *q = store__queue_get(st, e->topic, e->queue_id, 1);
+	int rc = 0, done = 0;
+
+	CFX_UNUSED(recovering);
+	if (!q)
+		return CFX_ECORRUPT; /* bad topic name or queue id in a valid entry */
+	pthread_mutex_lock(&q->mu);
+	if (q->entries > cq__first_ord(q)) {
+		rc = cq__get(q, q->entries - 1, &last);
+		if (!rc && last.log_pos >= e->log_pos)
+			done = 1; /* indexed before a retried key-index failure */
+		else if (!rc && last.first_offset + last.msg_count != e->queue_offset) {
+			cfx_log_error("store: entry at %" PRIu64 " has offset %" PRIu64
+				      " but queue %.*s/%u expects %" PRIu64,
+				      e->log_pos, e->queue_offset, (int)e->topic.len, e->topic.p,
+				      e->queue_id, last.first_offset + last.msg_count);
+			rc = CFX_ECORRUPT;
+		}
+	}
+	if (!rc && !done) {
+		ie.log_pos = e->log_pos;
+		ie.first_offset = e->queue_offset;
+		ie.store_ms = e->store_ms;
+		ie.entry_bytes = e->entry_bytes;
+		ie.msg_count = e->msg_count;
+		ie.tag_hash = e->tag_hash;
+		if (q->entries == cq__first_ord(q))
+			atomic_store(&q->start_offset, e->queue_offset);
+		rc = cq__append(st, q, &ie);
+		if (!rc) {
+			st->idx_entries++;
+			if (q->next_offset < e->queue_offset + e->msg_count)
+				q->next_offset = e->queue_offset + e->msg_count;
+		}
+	}
+	pthread_mutex_unlock(&q->mu);
+	if (rc)
+		return rc;
+	if (e->attrs & CFX_ENTRY_ATTR_HAS_KEYS) {
+		rc = index_keys(st, e);
+		if (rc)
+			return rc;
+	}
+	if (st->o.on_dispatch && !recovering)
+		st->o.on_dispatch(st->o.on_dispatch_arg, e->topic, e->queue_id,
+				  e->queue_offset + e->msg_count);
+	return 0;
+}
+
+static void publish(struct cfx_store *st, uint64_t pos)
+{
+	pthread_mutex_lock(&st->disp_mu);
+	atomic_store_explicit(&st->dispatched_pos, pos, memory_order_release);
+	st->disp_idx_entries = st->idx_entries;
+	pthread_mutex_lock(&st->keys.mu);
+	st->disp_key_entries = st->keys.entries;
+	pthread_mutex_unlock(&st->keys.mu);
+	pthread_cond_broadcast(&st->dispatched_cv);
+	pthread_mutex_unlock(&st->disp_mu);
+}
+
+void dispatch__kick(struct cfx_store *st)
+{
+	pthread_mutex_lock(&st->disp_mu);
+	if (st->disp_sleeping)
+		pthread_cond_signal(&st->disp_cv);
+	pthread_mutex_unlock(&st->disp_mu);
+}
+
+static void sleep_ms(int ms)
+{
+	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
+	nanosleep(&ts, NULL);
+}
+
+void *dispatch__thread(void *arg)
+{
+	struct cfx_store *st = arg;
+	uint64_t pos = atomic_load(&st->dispatched_pos);
+
+	for (;;) {
+		uint64_t end;
+
+		pthread_mutex_lock(&st->disp_mu);
+		while (pos == atomic_load_explicit(&st->written_pos, memory_order_acquire) &&
+		       !atomic_load(&st->stopping)) {
+			st->disp_sleeping = 1;
+			pthread_cond_wait(&st->disp_cv, &st->disp_mu);
+			st->disp_sleeping = 0;
+		}
+		pthread_mutex_unlock(&st->disp_mu);
+		end = atomic_load_explicit(&st->written_pos, memory_order_acquire);
+		if (pos == end && atomic_load(&st->stopping))
+			break;
+
+		int stalled = 0;
+		while (pos < end && !stalled) {
+			struct seg *seg = seglist__find(&st->segs, pos);
+			struct cfx_entry e;
+			const char *why = NULL;
+			int rc;
+
+			CFX_ASSERT(seg);
+			rc = cfx_entry_decode(seg->map + (pos - seg->base), seg->size - (pos - seg->base),
+					      pos, 0, &e, &why);
+			if (rc == 0 && e.type == CFX_ENTRY_END) {
+				pos = seg->base + seg->size + CFX_SEG_HEADER_BYTES;
+				seg__unref(seg);
+				continue;
+			}
+			if (rc == 0)
+				rc = dispatch__entry(st, &e, 0);
+			else
+				STORE_CORRUPT(seg->path, pos - seg->base, why ? why : "undecodable entry");
+			seg__unref(seg);
+			if (rc == CFX_ECORRUPT || rc == CFX_EVERSION) {
+				/* Never index what cannot be trusted; a restart recovers. */
+				atomic_store(&st->err, CFX_ECORRUPT);
+				stalled = 1;
+			} else if (rc) {
+				/* Disk full or I/O error while growing an index: retry. */
+				cfx_log_ratelimited(CFX_LOG_WARN, "store: indexing stalled: %s",
+						    cfx_strerror(rc));
+				stalled = 1;
+			} else {
+				pos += e.entry_bytes;
+			}
+		}
+		publish(st, pos);
+		if (stalled && atomic_load(&st->err) == CFX_ECORRUPT) {
+			/* Nothing more can be indexed until a restart recovers. */
+			pthread_mutex_lock(&st->disp_mu);
+			while (!atomic_load(&st->stopping))
+				pthread_cond_wait(&st->disp_cv, &st->disp_mu);
+			pthread_mutex_unlock(&st->disp_mu);
+			break;
+		}
+		if (stalled) {
+			if (atomic_load(&st->stopping))
+				break;
+			sleep_ms(100);
+		}
+	}
+	return NULL;
+}

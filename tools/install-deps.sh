@@ -1,0 +1,25 @@
+#!/bin/sh
+# Installs the Debian packages Conflux needs to build and test, if missing.
+# Used by `make run` and `make test`; safe to run repeatedly (does nothing
+# when everything is present). Needs root (or sudo) only when installing.
+set -eu
+
+PKGS="build-essential cmake ninja-build pkg-config libcmocka-dev clang llvm libclang-rt-dev"
+
+missing=""
+for p in $PKGS; do
+	if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+		missing="$missing $p"
+	fi
+done
+[ -z "$missing" ] && exit 0
+
+echo "install-deps: installing$missing"
+SUDO=""
+if [ "$(id -u)" != 0 ]; then
+	SUDO="sudo"
+fi
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -q
+# shellcheck disable=SC2086
+$SUDO apt-get install -y -q --no-install-recommends $missing
