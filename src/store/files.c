@@ -52,7 +52,8 @@ int store__list_numbered(const char *dir, const char *suffix, uint64_t **out, ui
 		v[cnt++] = num;
 	}
 	closedir(d);
-	qsort(v, cnt, sizeof *v, cmp_u64);
+	if (cnt)
+		qsort(v, cnt, sizeof *v, cmp_u64);
 	*out = v;
 	*n = cnt;
 	return 0;
