@@ -35,7 +35,10 @@ void flush__add_waiter(struct cfx_store *st, const struct sync_waiter *w)
 	}
 	st->waiters[(st->whead + st->wcount) % st->wcap] = *w;
 	st->wcount++;
-	pthread_cond_signal(&st->flush_cv);
+	/* Wake the flusher only when it waits for this many: not while it syncs,
+	 * and not for every member of a group it is gathering. */
+	if (st->wcount >= st->flush_wake_at)
+		pthread_cond_signal(&st->flush_cv);
 	pthread_mutex_unlock(&st->flush_mu);
 }
 
@@ -144,6 +147,7 @@ void *flush__thread(void *arg)
 		if (!due) {
 			struct timespec ts;
 			deadline_after(&ts, next_async > now ? next_async - now : st->o.flush_interval_ms);
+			st->flush_wake_at = 1;
 			pthread_cond_timedwait(&st->flush_cv, &st->flush_mu, &ts);
 			continue;
 		}
@@ -156,18 +160,19 @@ void *flush__thread(void *arg)
 		 * for as long as that flush took. A lone appender never waits.
 		 */
 		if (st->wcount && st->wcount < last_group && !atomic_load(&st->stopping)) {
-			int64_t until = cfx_clock_mono_ns() + last_sync_ns;
-			while (st->wcount < last_group && cfx_clock_mono_ns() < until) {
-				struct timespec ts;
-				clock_gettime(CLOCK_MONOTONIC, &ts);
-				ts.tv_nsec += 20000;
-				if (ts.tv_nsec >= 1000000000L) {
-					ts.tv_sec++;
-					ts.tv_nsec -= 1000000000L;
-				}
-				pthread_cond_timedwait(&st->flush_cv, &st->flush_mu, &ts);
+			struct timespec ts;
+			clock_gettime(CLOCK_MONOTONIC, &ts);
+			ts.tv_nsec += last_sync_ns;
+			while (ts.tv_nsec >= 1000000000L) {
+				ts.tv_sec++;
+				ts.tv_nsec -= 1000000000L;
 			}
+			st->flush_wake_at = last_group;
+			while (st->wcount < last_group &&
+			       pthread_cond_timedwait(&st->flush_cv, &st->flush_mu, &ts) == 0)
+				;
 		}
+		st->flush_wake_at = UINT32_MAX;
 
 		/* Take the target before syncing: everything written so far. */
 		uint64_t target = atomic_load_explicit(&st->written_pos, memory_order_acquire);
@@ -177,6 +182,7 @@ void *flush__thread(void *arg)
 		if (!err)
 			err = flush__log_through(st, target);
 		last_sync_ns = cfx_clock_mono_ns() - t0;
+		atomic_fetch_add(&st->fsync_ns, (uint64_t)last_sync_ns);
 		if (last_sync_ns > 2000000)
 			last_sync_ns = 2000000;
 		next_async = cfx_clock_mono_ms() + st->o.flush_interval_ms;

@@ -142,22 +142,32 @@ static char *path_join(const char *a, const char *b)
 	return cfx_strdup(buf);
 }
 
+#define BAD_OPT(...) \
+	do { \
+		cfx_log_error("store: " __VA_ARGS__); \
+		return CFX_EINVAL; \
+	} while (0)
+
 static int check_opts(const struct cfx_store_opts *o)
 {
 	uint64_t entry_max = cfx_entry_size(CFX_TOPIC_MAX, o->batch_bytes_max);
+	uint64_t seg_min = entry_max + CFX_SEG_HEADER_BYTES + CFX_ENTRY_END_BYTES;
 
 	if (!o->dir || !*o->dir)
-		return CFX_EINVAL;
-	if (o->segment_bytes % 4096 ||
-	    o->segment_bytes < entry_max + CFX_SEG_HEADER_BYTES + CFX_ENTRY_END_BYTES)
-		return CFX_EINVAL;
+		BAD_OPT("no data directory given");
+	if (o->segment_bytes % 4096)
+		BAD_OPT("segment size %" PRIu64 " is not a multiple of 4096", o->segment_bytes);
+	if (o->segment_bytes < seg_min)
+		BAD_OPT("segment size %" PRIu64 " cannot hold the largest batch (batch_bytes_max "
+			"%" PRIu32 " needs segments of at least %" PRIu64 " bytes)",
+			o->segment_bytes, o->batch_bytes_max, CFX_ALIGN_UP(seg_min, (uint64_t)4096));
 	if (o->index_entries_per_file < 16 || o->key_index_entries < 16)
-		return CFX_EINVAL;
+		BAD_OPT("index files must hold at least 16 entries");
 	if (o->msg_bytes_max == 0 || o->msg_bytes_max > o->batch_bytes_max)
-		return CFX_EINVAL;
+		BAD_OPT("message_bytes_max must be between 1 and batch_bytes_max");
 	if (o->queues_per_topic_max == 0 || o->flush_interval_ms <= 0 ||
 	    o->checkpoint_interval_ms <= 0 || o->retention_check_interval_ms <= 0)
-		return CFX_EINVAL;
+		BAD_OPT("queue limit and intervals must be positive");
 	return 0;
 }
 
@@ -242,6 +252,7 @@ int cfx_store_open(const struct cfx_store_opts *o, struct cfx_store **out,
 	pthread_mutex_init(&st->append_mu, NULL);
 	pthread_rwlock_init(&st->queues_lock, NULL);
 	pthread_mutex_init(&st->flush_mu, NULL);
+	st->flush_wake_at = 1;
 	cond_init_mono(&st->flush_cv);
 	cond_init_mono(&st->flushed_cv);
 	pthread_mutex_init(&st->disp_mu, NULL);
@@ -823,6 +834,7 @@ void cfx_store_get_stats(struct cfx_store *st, struct cfx_store_stats *s)
 	s->appends = atomic_load(&st->appends);
 	s->messages = atomic_load(&st->messages);
 	s->fsyncs = atomic_load(&st->fsyncs);
+	s->fsync_ns = atomic_load(&st->fsync_ns);
 	s->err = atomic_load(&st->err);
 }
 

@@ -229,6 +229,7 @@ struct cfx_store_stats {
 	uint64_t appends;	 /* batches appended since open */
 	uint64_t messages;	 /* messages appended since open */
 	uint64_t fsyncs;	 /* fdatasync calls of the flusher */
+	uint64_t fsync_ns;	 /* time spent in them */
 	int err;		 /* sticky error (CFX_EFSYNC) or 0 */
 };
 

@@ -201,7 +201,9 @@ struct cfx_store {
 	uint32_t wcap, whead, wcount;
 	atomic_uint_fast64_t flushed_pos;
 	uint64_t flush_requested;     /* under flush_mu: flush through this position */
+	uint32_t flush_wake_at;	      /* under flush_mu: waiter count that wakes the flusher */
 	atomic_uint_fast64_t fsyncs;
+	atomic_uint_fast64_t fsync_ns;	/* total time spent in the flusher's fdatasync calls */
 
 	/* dispatcher */
 	pthread_t disp_thr;

@@ -47,6 +47,7 @@ struct result {
 	double vs;		/* ratio to the scenario's baseline */
 	const char *vs_what;
 	double extra;		/* scenario-specific */
+	double extra2;
 };
 
 static struct result results[32];
@@ -237,7 +238,7 @@ static double bench_sync(const struct bench_opts *bo, uint32_t appenders, double
 	uint32_t *batch = calloc(appenders, sizeof *batch);
 	struct cfx_store_stats stats;
 	int64_t start = cfx_clock_mono_ns(), deadline = start + bo->sync_ms * 1000000;
-	uint64_t total = 0, fsyncs0;
+	uint64_t total = 0, fsyncs0, fsync_ns0;
 	uint32_t inflight = 0;
 	char body[1024];
 	struct cfx_msg m = { .body = { (uint8_t *)body, sizeof body }, .key_null = 1 };
@@ -247,6 +248,7 @@ static double bench_sync(const struct bench_opts *bo, uint32_t appenders, double
 	d.ready = calloc(appenders, sizeof *d.ready);
 	cfx_store_get_stats(st, &stats);
 	fsyncs0 = stats.fsyncs;
+	fsync_ns0 = stats.fsync_ns;
 	for (uint32_t i = 0; i < appenders; i++) {
 		slots[i] = (struct sync_slot){ &d, i };
 		m.born_ms = cfx_clock_wall_ms();
@@ -281,6 +283,10 @@ static double bench_sync(const struct bench_opts *bo, uint32_t appenders, double
 		   base_rate > 0 ? (double)total / secs / base_rate : 1.0, "sync x1");
 	results[nresults - 1].extra =
 		stats.fsyncs > fsyncs0 ? (double)total / (double)(stats.fsyncs - fsyncs0) : 0;
+	results[nresults - 1].extra2 =
+		stats.fsyncs > fsyncs0 ? (double)(stats.fsync_ns - fsync_ns0) /
+						 (double)(stats.fsyncs - fsyncs0) / 1000.0
+				       : 0;
 	cfx_store_close(st);
 	free(slots);
 	free(batch);
@@ -507,7 +513,7 @@ int cli_bench_store(int argc, char **argv)
 			if (!strncmp(r->name, "async", 5))
 				printf(" (acked %.0f msgs/s before the final fdatasync)", r->extra);
 			else if (!strncmp(r->name, "sync", 4))
-				printf(" (%.1f appends per fdatasync)", r->extra);
+				printf(" (%.1f appends per fdatasync of %.0f us)", r->extra, r->extra2);
 			printf("\n");
 		}
 		printf("\nprocess memory after the runs: RSS %ld KiB (heap and other anonymous "
