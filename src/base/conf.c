@@ -50,12 +50,16 @@ static int parse_with_units(const char *s, const struct unit *units, int64_t *ou
 		return CFX_ERANGE;
 	while (isspace((unsigned char)*end))
 		end++;
-	if (*end == '\0') {
+	/* Trailing whitespace is ignored after a unit as after a bare number. */
+	size_t ulen = strlen(end);
+	while (ulen && isspace((unsigned char)end[ulen - 1]))
+		ulen--;
+	if (ulen == 0) {
 		*out = v;
 		return 0;
 	}
 	for (const struct unit *u = units; u->suffix; u++) {
-		if (strcasecmp(end, u->suffix) == 0) {
+		if (strlen(u->suffix) == ulen && strncasecmp(end, u->suffix, ulen) == 0) {
 			if (v != 0 && (v > INT64_MAX / u->mult || v < INT64_MIN / u->mult))
 				return CFX_ERANGE;
 			*out = v * u->mult;
@@ -195,10 +199,13 @@ static int set_value(const struct cfx_conf_def *d, void *obj, const char *value,
 	case CFX_CONF_DURATION:
 		rc = cfx_parse_duration_ms(value, &v);
 		break;
-	case CFX_CONF_STRING:
+	case CFX_CONF_STRING: {
+		/* Copy first: `value` may be the current value itself. */
+		char *copy = cfx_strdup(value);
 		cfx_free(*(char **)slot);
-		*(char **)slot = cfx_strdup(value);
+		*(char **)slot = copy;
 		return 0;
+	}
 	case CFX_CONF_ENUM:
 		for (int i = 0; d->enum_names[i]; i++)
 			if (strcasecmp(d->enum_names[i], value) == 0) {

@@ -54,6 +54,12 @@ int cfx_err_from_errno(int errnum)
 		return CFX_ERANGE;
 	case EOPNOTSUPP:
 		return CFX_EUNSUPPORTED;
+	case ETIMEDOUT:
+		return CFX_ETIMEDOUT;
+	case E2BIG:
+		return CFX_E2BIG;
+	case EMSGSIZE:
+		return CFX_EMSGSIZE;
 	default:
 		return CFX_ESYS;
 	}

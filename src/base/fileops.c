@@ -221,7 +221,12 @@ int cfx_mkdir_p(const struct cfx_file_ops *fops, const char *path)
 			return r;
 	}
 	int r = fops->mkdir(buf, 0755);
-	return (r < 0 && r != -EEXIST) ? r : 0;
+	if (r == -EEXIST) {
+		/* Something is there already: success only if it is a directory. */
+		struct stat st;
+		return stat(buf, &st) == 0 && !S_ISDIR(st.st_mode) ? -EEXIST : 0;
+	}
+	return r < 0 ? r : 0;
 }
 
 /* ------------------------------------------------------------------------

@@ -79,6 +79,9 @@ int cfx_batch_encode(struct cfx_writer *wr, const struct cfx_msg *msgs, uint32_t
 	for (uint32_t i = 0; i < count; i++) {
 		if (msgs[i].prop_count > CFX_MSG_PROPS_MAX - 3)
 			return CFX_E2BIG;
+		for (uint32_t j = 0; j < msgs[i].prop_count; j++)
+			if (is_reserved(msgs[i].props[j].name))
+				return CFX_EINVAL;
 		if (msgs[i].born_ms > max_ts)
 			max_ts = msgs[i].born_ms;
 	}
@@ -104,7 +107,8 @@ int cfx_batch_encode(struct cfx_writer *wr, const struct cfx_msg *msgs, uint32_t
 		size_t flag_len = 0, body;
 		uint32_t hdrs = m->prop_count + (m->tag.len != 0) + (m->msg_id.len != 0) +
 				(m->flag != 0);
-		int64_t ts_delta = m->born_ms - base_ts;
+		/* Kafka's timestamps wrap: compute the delta modulo 2^64. */
+		int64_t ts_delta = (int64_t)((uint64_t)m->born_ms - (uint64_t)base_ts);
 		uint32_t tag_hash;
 
 		if (m->flag)
@@ -309,7 +313,7 @@ int cfx_batch_next(struct cfx_batch_rd *b, struct cfx_msg_view *m, const char **
 	if (cfx_reader_left(&rec) != 0)
 		FAIL("bytes after the last header");
 	m->offset = b->base_offset + b->next_idx;
-	m->born_ms = b->base_ts + ts_delta;
+	m->born_ms = (int64_t)((uint64_t)b->base_ts + (uint64_t)ts_delta);
 	b->next_idx++;
 	return 1;
 }

@@ -85,8 +85,9 @@ struct cfx_batch_info {
 /*
  * Appends a RecordBatch v2 holding `count` messages to `wr`. baseOffset is
  * written as 0 (the store sets it when appending; Kafka's CRC does not
- * cover it). Returns 0, or CFX_EINVAL for an empty batch, CFX_E2BIG for a
- * message with more than CFX_MSG_PROPS_MAX properties.
+ * cover it). Returns 0, or CFX_EINVAL for an empty batch or a property that
+ * uses a reserved name (TAGS, UNIQ_KEY, FLAG: set the fields instead), and
+ * CFX_E2BIG for a message with more than CFX_MSG_PROPS_MAX - 3 properties.
  */
 int cfx_batch_encode(struct cfx_writer *wr, const struct cfx_msg *msgs, uint32_t count,
 		     struct cfx_batch_info *info);

@@ -23,7 +23,9 @@ static int check64(const uint8_t in[64], uint32_t magic, uint32_t max_version)
 		return CFX_ECORRUPT;
 	if (cfx_load_le32(in + 60) != cfx_crc32c(0, in, 60))
 		return CFX_ECORRUPT;
-	if (cfx_load_le32(in + 4) > max_version || cfx_load_le32(in + 4) == 0)
+	if (cfx_load_le32(in + 4) == 0)
+		return CFX_ECORRUPT;
+	if (cfx_load_le32(in + 4) > max_version)
 		return CFX_EVERSION;
 	return 0;
 }

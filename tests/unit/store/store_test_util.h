@@ -164,8 +164,9 @@ static inline int tu_copy_tree(const char *src, const char *dst)
 	while ((de = readdir(dir)) != NULL) {
 		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
 			continue;
-		snprintf(s, sizeof s, "%s/%s", src, de->d_name);
-		snprintf(d, sizeof d, "%s/%s", dst, de->d_name);
+		if (snprintf(s, sizeof s, "%s/%s", src, de->d_name) >= (int)sizeof s ||
+		    snprintf(d, sizeof d, "%s/%s", dst, de->d_name) >= (int)sizeof d)
+			return -1;
 		if (stat(s, &stbuf) != 0)
 			continue;
 		if (S_ISDIR(stbuf.st_mode)) {
