@@ -128,11 +128,19 @@ static void publish(struct cfx_store *st, uint64_t pos)
 	pthread_mutex_unlock(&st->disp_mu);
 }
 
+/*
+ * Called after the end of the log was published (a sequentially consistent
+ * store). The dispatcher announces that it sleeps (also sequentially
+ * consistent) before it re-checks the end of the log under disp_mu, so one
+ * of the two always sees the other: an appender only takes the lock when
+ * the dispatcher really is about to sleep.
+ */
 void dispatch__kick(struct cfx_store *st)
 {
+	if (!atomic_load(&st->disp_sleeping))
+		return;
 	pthread_mutex_lock(&st->disp_mu);
-	if (st->disp_sleeping)
-		pthread_cond_signal(&st->disp_cv);
+	pthread_cond_signal(&st->disp_cv);
 	pthread_mutex_unlock(&st->disp_mu);
 }
 
@@ -151,11 +159,11 @@ void *dispatch__thread(void *arg)
 		uint64_t end;
 
 		pthread_mutex_lock(&st->disp_mu);
-		while (pos == atomic_load_explicit(&st->written_pos, memory_order_acquire) &&
-		       !atomic_load(&st->stopping)) {
-			st->disp_sleeping = 1;
-			pthread_cond_wait(&st->disp_cv, &st->disp_mu);
-			st->disp_sleeping = 0;
+		while (pos == atomic_load(&st->written_pos) && !atomic_load(&st->stopping)) {
+			atomic_store(&st->disp_sleeping, 1);
+			if (pos == atomic_load(&st->written_pos))
+				pthread_cond_wait(&st->disp_cv, &st->disp_mu);
+			atomic_store(&st->disp_sleeping, 0);
 		}
 		pthread_mutex_unlock(&st->disp_mu);
 		end = atomic_load_explicit(&st->written_pos, memory_order_acquire);

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "base/err.h"
+#include "base/log.h"
 #include "store/files.h"
 
 static int cmp_u64(const void *a, const void *b)
@@ -86,6 +87,13 @@ int store__create_file(const struct cfx_file_ops *fops, const char *path, uint64
 	char *slash;
 	int fd, r;
 
+	/* Never replace a file that exists: it may be in use. */
+	fd = fops->open(path, O_RDONLY, 0);
+	if (fd >= 0) {
+		fops->close(fd);
+		cfx_log_error("store: refusing to create %s: it exists", path);
+		return CFX_EEXIST;
+	}
 	snprintf(tmp, sizeof tmp, "%s.tmp", path);
 	fd = fops->open(tmp, O_RDWR | O_CREAT | O_TRUNC, 0644);
 	if (fd < 0)

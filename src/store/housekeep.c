@@ -47,6 +47,8 @@ int housekeep__next_segment(struct cfx_store *st, uint64_t base, struct seg **ou
 	} else {
 		rc = seg__create(st->fops, st->log_dir, base, st->o.segment_bytes, out);
 	}
+	if (!rc)
+		st->active_base = base;
 	pthread_mutex_unlock(&st->prep_mu);
 	return rc;
 }
@@ -66,6 +68,11 @@ static void prepare_next(struct cfx_store *st)
 	if (fill < size / 2)
 		return;
 	pthread_mutex_lock(&st->prep_mu);
+	if (st->active_base >= base) {
+		/* The appender rolled over since we looked: `base` is in use. */
+		pthread_mutex_unlock(&st->prep_mu);
+		return;
+	}
 	if (!st->prepared || st->prepared->base != base) {
 		if (st->prepared) {
 			atomic_store(&st->prepared->deleted, 1);

@@ -397,6 +397,7 @@ int recover__run(struct cfx_store *st, struct cfx_store_recovery *rec)
 	atomic_store(&seg->populated, pos - seg->base);
 
 	st->active = seg;
+	st->active_base = seg->base;
 	seg__unref(seg);
 	st->write_pos = pos;
 	st->last_store_ms = max_ms;

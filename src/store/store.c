@@ -416,7 +416,7 @@ int cfx_store_append_batch(struct cfx_store *st, struct cfx_view topic, uint32_t
 	memcpy(p + CFX_ENTRY_HEADER_BYTES + topic.len, batch, len);
 	cfx_entry_seal(p, &e);
 	st->write_pos += entry_bytes;
-	atomic_store_explicit(&st->written_pos, st->write_pos, memory_order_release);
+	atomic_store(&st->written_pos, st->write_pos); /* seq_cst: see dispatch__kick */
 
 	res.log_pos = e.log_pos;
 	res.first_offset = e.queue_offset;

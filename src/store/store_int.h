@@ -210,7 +210,7 @@ struct cfx_store {
 	pthread_mutex_t disp_mu;
 	pthread_cond_t disp_cv;	     /* wakes the dispatcher */
 	pthread_cond_t dispatched_cv; /* signals waiters for dispatch */
-	int disp_sleeping;	     /* under disp_mu */
+	atomic_int disp_sleeping;    /* set under disp_mu before waiting; read by appenders */
 	atomic_uint_fast64_t dispatched_pos;
 	/* Index totals matching dispatched_pos, for checkpoints (under disp_mu). */
 	uint64_t disp_idx_entries;
@@ -229,6 +229,7 @@ struct cfx_store {
 	atomic_int hk_pending;	     /* a kick is on its way (cheap test for appenders) */
 	pthread_mutex_t prep_mu;     /* segment creation; held across its I/O */
 	struct seg *prepared;	     /* next segment, under prep_mu */
+	uint64_t active_base;	     /* under prep_mu: base of the newest segment handed out */
 	int populate_ok;	     /* MADV_POPULATE_WRITE works here */
 	pthread_mutex_t ckpt_mu;     /* serializes checkpoints and retention */
 	atomic_uint_fast64_t ckpt_durable_pos; /* durable_pos of the last checkpoint */
