@@ -76,6 +76,39 @@ static int real_ftruncate(int fd, off_t len)
 	return NEG_ERRNO(ftruncate(fd, len));
 }
 
+static int real_zero_range(int fd, off_t off, off_t len)
+{
+	static const char zeros[65536];
+
+	if (len <= 0)
+		return 0;
+	/* One call where the file system can (ext4, xfs): unwritten extents. */
+	if (fallocate(fd, FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE, off, len) == 0)
+		return 0;
+	if (errno != EOPNOTSUPP && errno != EINVAL)
+		return -errno;
+	/* Else free the blocks and reserve them again. */
+	if (fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, off, len) == 0) {
+		int r = posix_fallocate(fd, off, len);
+		return r ? -r : 0;
+	}
+	if (errno != EOPNOTSUPP && errno != EINVAL)
+		return -errno;
+	/* Else write zeros. */
+	while (len > 0) {
+		size_t n = len < (off_t)sizeof zeros ? (size_t)len : sizeof zeros;
+		ssize_t w = pwrite(fd, zeros, n, off);
+		if (w < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		off += w;
+		len -= w;
+	}
+	return 0;
+}
+
 static int real_fstat(int fd, struct stat *st)
 {
 	return NEG_ERRNO(fstat(fd, st));
@@ -120,6 +153,7 @@ const struct cfx_file_ops cfx_fileops_real = {
 	.fsync = real_fsync,
 	.allocate = real_allocate,
 	.ftruncate = real_ftruncate,
+	.zero_range = real_zero_range,
 	.fstat = real_fstat,
 	.mmap = real_mmap,
 	.munmap = real_munmap,
@@ -337,6 +371,7 @@ const struct cfx_file_ops cfx_fileops_fault = {
 	.fsync = fault_fsync,
 	.allocate = fault_allocate,
 	.ftruncate = real_ftruncate,
+	.zero_range = real_zero_range,
 	.fstat = real_fstat,
 	.mmap = fault_mmap,
 	.munmap = real_munmap,

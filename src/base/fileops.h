@@ -29,6 +29,12 @@ struct cfx_file_ops {
 	/* Reserves blocks for [off, off+len): a later write there cannot hit ENOSPC. */
 	int (*allocate)(int fd, off_t off, off_t len);
 	int (*ftruncate)(int fd, off_t len);
+	/*
+	 * Makes [off, off+len) read as zeros, keeping the file size and the
+	 * blocks reserved. Crash-safe: the size never changes, so an interrupted
+	 * call leaves a file of the right size (its range zero or old data).
+	 */
+	int (*zero_range)(int fd, off_t off, off_t len);
 	int (*fstat)(int fd, struct stat *st);
 	void *(*mmap)(int fd, size_t len, int writable, int *err);
 	int (*munmap)(void *p, size_t len);

@@ -131,18 +131,17 @@ int store__zero_tail(const struct cfx_file_ops *fops, int fd, uint8_t *map, uint
 {
 	uint64_t page = (uint64_t)sysconf(_SC_PAGESIZE);
 	uint64_t cut = CFX_ALIGN_UP(off, page);
-	int r;
+	int r = 0;
 
 	CFX_ASSERT(off <= size);
 	if (cut > size)
 		cut = size;
-	/* Zero the partial page through the mapping, then give the whole pages
-	 * after it back to the file system and reserve them again: they read
-	 * as zeros without writing them. */
+	/* Zero the partial page through the mapping, and have the file system
+	 * zero the whole pages after it without writing them. The file keeps
+	 * its size throughout, so a crash in the middle leaves it openable. */
 	memset(map + off, 0, cut - off);
-	r = fops->ftruncate(fd, (off_t)cut);
-	if (r == 0 && cut < size)
-		r = fops->allocate(fd, (off_t)cut, (off_t)(size - cut));
+	if (cut < size)
+		r = fops->zero_range(fd, (off_t)cut, (off_t)(size - cut));
 	if (r == 0)
 		r = fops->fdatasync(fd);
 	return r ? cfx_err_from_errno(-r) : 0;

@@ -373,7 +373,8 @@ int recover__run(struct cfx_store *st, struct cfx_store_recovery *rec)
 	while (st->segs.v[st->segs.n - 1] != seg) {
 		struct seg *last = st->segs.v[--st->segs.n];
 		cfx_log_warn("store: deleting segment %s after the end of the log", last->path);
-		rec->truncated_bytes += last->size;
+		if (cfx_load_le64(last->map + CFX_SEG_HEADER_BYTES) != 0)
+			rec->truncated_bytes += last->size; /* it held data, not just a header */
 		atomic_store(&last->deleted, 1);
 		seg__unref(last);
 	}
