@@ -134,16 +134,24 @@ static int entry_ok(const struct keyidx *k, uint64_t ord, uint64_t limit)
 	return f && cfx_kix_entry_decode(entry_ptr(f, n), &ke) && ke.log_pos < limit;
 }
 
-/* Rebuilds the slot table of `f` from its first `count` entries. */
-static void rebuild_slots(struct kixfile *f)
+/*
+ * Rebuilds the slot table of `f` from its first `count` entries, checking
+ * each on the way: the count is cut at the first entry that does not
+ * decode, points at or beyond `limit`, or goes back in the log (the binary
+ * search that found the prefix assumes damage only at the tail).
+ */
+static void rebuild_slots(struct kixfile *f, uint64_t limit)
 {
 	struct cfx_kix_entry ke;
 
 	memset(slot_ptr(f, 0), 0, (size_t)f->slot_count * 4);
 	f->max_pos = 0;
 	for (uint32_t i = 0; i < f->count; i++) {
-		if (!cfx_kix_entry_decode(entry_ptr(f, i), &ke))
-			continue; /* cannot happen: the prefix was validated */
+		if (!cfx_kix_entry_decode(entry_ptr(f, i), &ke) || ke.log_pos >= limit ||
+		    ke.log_pos < f->max_pos || ke.prev > i) {
+			f->count = i;
+			break;
+		}
 		cfx_store_le32(slot_ptr(f, (uint32_t)(ke.hash % f->slot_count)), i + 1);
 		f->max_pos = ke.log_pos;
 	}
@@ -204,13 +212,14 @@ int keyidx__open(struct cfx_store *st, uint64_t limit)
 	}
 	{
 		struct kixfile *f = k->files[k->n - 1];
+		rebuild_slots(f, limit);
+		k->entries = f->first_ord + f->count;
 		if (f->count < f->entry_cap) {
 			size_t off = (size_t)(entry_ptr(f, f->count) - f->map);
 			rc = store__zero_tail(st->fops, f->fd, f->map, f->map_bytes, off);
 			if (rc)
 				return rc;
 		}
-		rebuild_slots(f);
 		for (uint32_t i = 0; i + 1 < k->n; i++) {
 			struct cfx_kix_entry ke;
 			struct kixfile *g = k->files[i];

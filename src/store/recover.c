@@ -190,6 +190,61 @@ static int drop_indexes(struct cfx_store *st)
 	return rc;
 }
 
+/*
+ * Does index entry `ord` of `q` describe the log entry it points at? Checks
+ * the bounds of the position and the entry's topic, queue, offsets and size.
+ */
+static int idx_entry_matches_log(struct cfx_store *st, struct queue *q, uint64_t ord,
+				 uint64_t durable, struct cfx_idx_entry *ie)
+{
+	struct cfx_entry e;
+	struct seg *seg;
+	int ok;
+
+	if (cq__get(q, ord, ie) != 0 || ie->log_pos >= durable || ie->log_pos % CFX_ENTRY_ALIGN)
+		return 0;
+	seg = seglist__find(&st->segs, ie->log_pos);
+	if (!seg)
+		return 1; /* deleted by retention: nothing to compare with */
+	ok = ie->log_pos >= seg->base + CFX_SEG_HEADER_BYTES &&
+	     cfx_entry_decode(seg->map + (ie->log_pos - seg->base), seg->size - (ie->log_pos - seg->base),
+			      ie->log_pos, 0, &e, NULL) == 0 &&
+	     e.type == CFX_ENTRY_BATCH && e.queue_id == q->id && e.queue_offset == ie->first_offset &&
+	     e.msg_count == ie->msg_count && e.entry_bytes == ie->entry_bytes &&
+	     e.topic.len == q->topic_len && !memcmp(e.topic.p, q->topic, q->topic_len);
+	seg__unref(seg);
+	return ok;
+}
+
+/*
+ * A cheap consistency check of every queue index against the log: its
+ * first and last kept entries must describe the log entries they point at,
+ * in order. It catches index files from another point in time than the log
+ * (a partial restore) and damage at either end; damage in between is found
+ * by reads, which check every entry they use.
+ */
+static int queues_match_log(struct cfx_store *st, uint64_t durable)
+{
+	struct cfx_idx_entry first, last;
+
+	for (uint32_t i = 0; i < st->qcap; i++)
+		for (struct queue *q = st->qtab[i]; q; q = q->hnext) {
+			uint64_t lo = cq__first_ord(q);
+			if (q->entries == lo)
+				continue;
+			if (!idx_entry_matches_log(st, q, lo, durable, &first) ||
+			    !idx_entry_matches_log(st, q, q->entries - 1, durable, &last) ||
+			    last.log_pos < first.log_pos ||
+			    last.first_offset + last.msg_count < first.first_offset + (q->entries - lo)) {
+				cfx_log_warn("store: the index of %s/%u does not match the log; "
+					     "rebuilding the indexes from the log",
+					     q->topic, q->id);
+				return 0;
+			}
+		}
+	return 1;
+}
+
 /* Newest store time found in the queue indexes (store times never decrease). */
 static int64_t max_indexed_store_ms(struct cfx_store *st)
 {
@@ -268,8 +323,19 @@ int recover__run(struct cfx_store *st, struct cfx_store_recovery *rec)
 				      ckpt.durable_pos);
 			return CFX_ECORRUPT;
 		}
+		/* A position the writer could have published: aligned, after the
+		 * segment header, with room for an end marker behind it. */
+		if (durable % CFX_ENTRY_ALIGN || durable < seg->base + CFX_SEG_HEADER_BYTES ||
+		    durable + CFX_ENTRY_END_BYTES > seg->base + seg->size) {
+			cfx_log_warn("store: the checkpoint's position %" PRIu64
+				     " is not an entry boundary; rebuilding the indexes from the log",
+				     ckpt.durable_pos);
+			rec->checkpoint_missing = 1;
+			rebuild = 1;
+			found = 0;
+		}
 		seg__unref(seg);
-		rec->clean = ckpt.clean && ckpt.durable_pos == ckpt.log_end_pos;
+		rec->clean = found && ckpt.clean && ckpt.durable_pos == ckpt.log_end_pos;
 	}
 
 	if (!rec->fresh && !rebuild) {
@@ -280,6 +346,8 @@ int recover__run(struct cfx_store *st, struct cfx_store_recovery *rec)
 			rebuild = 1;
 		} else if (rc) {
 			return rc;
+		} else if (!queues_match_log(st, durable)) {
+			rebuild = 1;
 		} else if (st->idx_entries < ckpt.idx_entries || st->keys.entries < ckpt.key_entries) {
 			cfx_log_warn("store: index files are missing entries (%" PRIu64 " of %" PRIu64
 				     " batch entries, %" PRIu64 " of %" PRIu64

@@ -583,6 +583,10 @@ static int load_entry(struct cfx_store *st, uint64_t pos, struct cfx_read_result
 		rc = cfx_batch_open(b, e->payload.p, e->payload.len, 0, &why);
 	if (rc == CFX_EPARSE || rc == CFX_NEED_MORE || rc == CFX_EVERSION)
 		rc = CFX_ECORRUPT;
+	if (rc == CFX_EUNSUPPORTED)
+		cfx_log_ratelimited(CFX_LOG_WARN, "store: the batch at %s+%llu is compressed; this "
+				    "version cannot decode it",
+				    seg->path, (unsigned long long)(pos - seg->base));
 	if (rc) {
 		if (rc == CFX_ECORRUPT)
 			STORE_CORRUPT(seg->path, pos - seg->base, why ? why : "bad entry");
@@ -601,7 +605,7 @@ int cfx_store_read(struct cfx_store *st, struct cfx_view topic, uint32_t queue_i
 {
 	struct cfx_idx_entry ies[READ_IDX_CHUNK];
 	struct queue *q;
-	uint64_t ord, cur = offset;
+	uint64_t ord, cur = offset, skip_to = 0;
 	int rc;
 
 	cfx_read_result_release(res);
@@ -642,6 +646,7 @@ int cfx_store_read(struct cfx_store *st, struct cfx_view topic, uint32_t queue_i
 			const char *why = NULL;
 			int more;
 
+			skip_to = ies[i].first_offset + ies[i].msg_count;
 			rc = load_entry(st, ies[i].log_pos, res, &e, &b);
 			if (!rc && (e.queue_offset != ies[i].first_offset || e.queue_id != queue_id ||
 				    !cfx_view_eq(e.topic, topic)))
@@ -672,6 +677,8 @@ int cfx_store_read(struct cfx_store *st, struct cfx_view topic, uint32_t queue_i
 		if (res->count == 0)
 			return rc;
 	}
+	if (rc && res->count == 0 && skip_to)
+		res->next_offset = skip_to; /* the caller may skip the unreadable batch */
 	return res->count ? 0 : rc;
 }
 

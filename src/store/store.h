@@ -173,9 +173,13 @@ void cfx_read_result_free(struct cfx_read_result *res);
  *
  * Returns 0 (count may be 0 at the end of the queue), CFX_EOFFSET if
  * `offset` is below start_offset or beyond end_offset (both are filled
- * in), CFX_ECORRUPT if stored data fails its checksum (it is not
- * returned), CFX_ETOPIC/CFX_EQUEUE for bad names. Releases whatever `res`
- * held before. @thread any
+ * in), CFX_ETOPIC/CFX_EQUEUE for bad names, and for a batch that cannot be
+ * returned: CFX_ECORRUPT (it fails its checksum or does not decode) or
+ * CFX_EUNSUPPORTED (it is compressed; the Kafka front end serves it as
+ * stored). Nothing of such a batch is returned; next_offset is then the
+ * offset after it, so a caller may deliberately skip it. Messages read
+ * before such a batch are returned with 0. Releases whatever `res` held
+ * before. @thread any
  */
 int cfx_store_read(struct cfx_store *st, struct cfx_view topic, uint32_t queue_id,
 		   uint64_t offset, uint32_t max_msgs, size_t max_bytes,

@@ -1,0 +1,113 @@
+/*
+ * fuzz_common.h - helpers shared by the fuzz targets of tests/fuzz and by
+ * the corpus generator: the layout of the control bytes that open each
+ * target's input, a checking macro that aborts (so libFuzzer and the replay
+ * driver both report the input), and a walk over a decoded RecordBatch
+ * that checks every view it is handed.
+ *
+ * Nothing here is part of the product; see tests/fuzz/README.md.
+ */
+#ifndef CFX_TESTS_FUZZ_COMMON_H
+#define CFX_TESTS_FUZZ_COMMON_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "base/buf.h"
+#include "store/batch.h"
+
+/* ------------------------------------------------------------------------
+ * Input layouts (the generator writes these; the targets read them)
+ * ------------------------------------------------------------------------ */
+
+/*
+ * fuzz_batch input:
+ * OFFSET | SIZE | FIELD
+ *      0 |    1 | flags   FZ_BATCH_*
+ *      1 |    N | one RecordBatch v2, exactly the rest of the input
+ */
+#define FZ_BATCH_VERIFY_CRC 0x01u /* cfx_batch_open checks Kafka's CRC */
+#define FZ_BATCH_FIX_CRC 0x02u	  /* the target rewrites the CRC first */
+#define FZ_BATCH_CTRL_BYTES 1u
+
+/*
+ * fuzz_entry input:
+ * OFFSET | SIZE | FIELD
+ *      0 |    1 | flags   FZ_ENTRY_*
+ *      1 |    2 | start   second decode starts at (start % image length)
+ *      3 |    N | image   log bytes; image byte i is at log position i
+ */
+#define FZ_ENTRY_VERIFY_CRC 0x01u	/* cfx_entry_decode checks the entry CRC */
+#define FZ_ENTRY_VERIFY_BATCH_CRC 0x02u /* cfx_batch_open checks Kafka's CRC */
+#define FZ_ENTRY_FIX_CRC 0x04u		/* reseal the CRCs of the entry chain first */
+#define FZ_ENTRY_CTRL_BYTES 3u
+
+/*
+ * fuzz_recovery input: a fixed preamble, then slices.
+ * OFFSET | SIZE | FIELD
+ *      0 |    1 | mode     FZ_REC_LAYOUT_MASK bits and FZ_REC_* flags
+ *      1 |    1 | mode2    FZ_REC2_* flags
+ *      2 |    2 | split    layout SPLIT: bytes of data that go to segment 0
+ *      4 |    1 | idx_n    entries in the index-file slice (idx_n % 33)
+ *      5 |    1 | kix_s    key-index slots (1 + kix_s % 32)
+ *      6 |    1 | kix_c    key-index entry capacity (1 + kix_c % 32)
+ *      7 |    1 | reserved
+ *      8 |   64 | ckpt     raw checkpoint bytes, or the fields of a synthesised
+ *        |      |          one: le64 durable_pos @0, le32 end-durable @8,
+ *        |      |          u8 clean @12, le32 idx_entries @16, le32 key_entries @20
+ *     72 |    … | slices   [index file: idx_n*40][key index body][log data]
+ */
+#define FZ_REC_LAYOUT_MASK 0x03u
+#define FZ_REC_LAYOUT_AFTER_HDR 0u /* data follows a valid header in segment 0 */
+#define FZ_REC_LAYOUT_RAW_SEG 1u   /* data is segment 0 from byte 0, padded to size */
+#define FZ_REC_LAYOUT_RAW_FILE 2u  /* data is segment 0 exactly, any file size */
+#define FZ_REC_LAYOUT_SPLIT 3u	   /* data split after headers of segments 0 and 1 */
+#define FZ_REC_CKPT 0x04u	   /* write a checkpoint file */
+#define FZ_REC_CKPT_RAW 0x08u	   /* ... from the raw 64 bytes (else synthesised) */
+#define FZ_REC_EXTRA_SEG 0x10u	   /* one more empty, valid segment at the end */
+#define FZ_REC_REOPEN 0x20u	   /* close, reopen and compare the queues */
+#define FZ_REC_VERIFY_READ 0x40u   /* verify_crc_on_read */
+#define FZ_REC_INDEXES 0x80u	   /* write the index-file slice (and key index) */
+
+#define FZ_REC2_FIX_CRC 0x01u /* reseal headers, entries and index entries first */
+#define FZ_REC2_APPEND 0x02u  /* append to a recovered queue and read it back */
+#define FZ_REC2_LOOKUP 0x04u  /* look read messages up by id and key */
+#define FZ_REC2_KIX 0x08u     /* with FZ_REC_INDEXES: also write a key-index file */
+
+#define FZ_REC_PREAMBLE_BYTES 72u
+#define FZ_REC_CKPT_OFF 8u
+#define FZ_REC_IDX_MAX 32u
+
+/* Store sizes of the recovery target (check_opts in store.c). */
+#define FZ_REC_SEGMENT_BYTES 8192u
+#define FZ_REC_BATCH_BYTES_MAX 4096u
+#define FZ_REC_MSG_BYTES_MAX 4096u
+#define FZ_REC_INDEX_ENTRIES 64u
+#define FZ_REC_KEY_INDEX_ENTRIES 64u
+
+/* ------------------------------------------------------------------------
+ * Checks
+ * ------------------------------------------------------------------------ */
+
+/* Aborts with a message: a violated invariant is a finding, like a crash. */
+#define FZ_CHECK(cond) \
+	((cond) ? (void)0 : fz_check_fail(#cond, __FILE__, __LINE__))
+
+__attribute__((noreturn)) void fz_check_fail(const char *expr, const char *file, int line);
+
+/* Reads every byte of [p, p+len) so that ASan checks it (returns a checksum). */
+uint32_t fz_touch(const void *p, size_t len);
+
+/* 1 if the view lies within [base, base+len) (an empty view may be anywhere). */
+int fz_view_within(struct cfx_view v, const uint8_t *base, size_t len);
+
+/*
+ * Opens the batch at `p` (exactly `len` bytes), decodes every message and
+ * every property, and checks that each view the decoder hands out lies in
+ * the batch and that the counts agree with the header. Returns the result
+ * of cfx_batch_open, or the first negative result of cfx_batch_next.
+ * `msgs_out`, if not NULL, receives the number of messages decoded.
+ */
+int fz_walk_batch(const uint8_t *p, size_t len, int verify_crc, uint32_t *msgs_out);
+
+#endif

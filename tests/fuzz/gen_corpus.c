@@ -1,0 +1,987 @@
+/*
+ * gen_corpus.c - writes the seed corpora of the fuzz targets with the
+ * store's own encoders (cfx_batch_encode, cfx_entry_seal,
+ * cfx_entry_end_encode, cfx_seg_header_encode, cfx_checkpoint_encode,
+ * cfx_idx_entry_encode, cfx_kix_*_encode): valid inputs of each kind, and
+ * near-valid ones (truncated, bit-flipped, newer versions, torn tails) that
+ * start the fuzzer next to the interesting edges.
+ *
+ *   gen_corpus [OUT_DIR]      (default: tests/fuzz/corpus of the source tree)
+ *
+ * Output is deterministic (fixed timestamps, no randomness), so running it
+ * again changes nothing unless the formats changed. It only adds or
+ * overwrites its own files; inputs added by hand or by a fuzzer stay.
+ * The input layouts are described in fuzz_common.h.
+ */
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+
+#include "base/buf.h"
+#include "base/crc32c.h"
+#include "base/err.h"
+#include "base/fileops.h"
+#include "fuzz_common.h"
+#include "store/batch.h"
+#include "store/format.h"
+
+#ifndef CFX_FUZZ_CORPUS_DIR
+#define CFX_FUZZ_CORPUS_DIR "tests/fuzz/corpus"
+#endif
+
+#define SEED_BYTES_MAX (32u * 1024)
+#define T0_MS 1700000000000LL /* a fixed "now" */
+
+static const char *out_dir;
+static unsigned seeds_written;
+
+/* ------------------------------------------------------------------------
+ * Output
+ * ------------------------------------------------------------------------ */
+
+static void die(const char *what)
+{
+	fprintf(stderr, "gen_corpus: %s\n", what);
+	exit(1);
+}
+
+static void write_seed(const char *target, const char *name, const void *p, size_t len)
+{
+	char path[PATH_MAX];
+	FILE *f;
+
+	if (len > SEED_BYTES_MAX)
+		die("a seed is larger than 32 KiB");
+	snprintf(path, sizeof path, "%s/%s", out_dir, target);
+	if (cfx_mkdir_p(&cfx_fileops_real, path) != 0)
+		die("cannot create the output directory");
+	snprintf(path, sizeof path, "%s/%s/%s", out_dir, target, name);
+	f = fopen(path, "wb");
+	if (!f || fwrite(p, 1, len, f) != len || fclose(f) != 0)
+		die("cannot write a seed");
+	seeds_written++;
+}
+
+/* ------------------------------------------------------------------------
+ * Message sets
+ * ------------------------------------------------------------------------ */
+
+#define V(s) CFX_VIEW_STR(s)
+
+static const struct cfx_prop rich_props[] = {
+	{ { (const uint8_t *)"color", 5 }, { (const uint8_t *)"red", 3 } },
+	{ { (const uint8_t *)"size", 4 }, { (const uint8_t *)"L", 1 } },
+};
+
+enum msgset {
+	SET_ONE,    /* one plain message */
+	SET_RICH,   /* tags, ids, flags, keys, properties, varied timestamps */
+	SET_NULLS,  /* null key, tombstone, empty body */
+	SET_PROPS,  /* many properties */
+	SET_MIXED,  /* different tags */
+	SET_BIG,    /* one large body */
+	SET_MANY,   /* forty small messages */
+	SET_COUNT,
+};
+
+static const char *const set_names[SET_COUNT] = { "one", "rich", "nulls", "props",
+						   "mixed", "big", "many" };
+
+/* Fills `m` (room for 40) with message set `set`; returns the count. */
+static uint32_t fill_set(enum msgset set, struct cfx_msg *m, struct cfx_prop *props,
+			 char (*bufs)[64], uint8_t *big)
+{
+	uint32_t n = 0;
+
+	memset(m, 0, 40 * sizeof *m);
+	switch (set) {
+	case SET_ONE:
+		m[0].body = V("hello");
+		m[0].born_ms = T0_MS;
+		return 1;
+	case SET_RICH:
+		m[0] = (struct cfx_msg){ .key = V("k1 k2"), .body = V("first body"),
+					 .tag = V("TagA"), .msg_id = V("ID0001"), .born_ms = T0_MS,
+					 .flag = 7, .props = rich_props, .prop_count = 2 };
+		m[1] = (struct cfx_msg){ .key = V("k3"), .body = V("second"), .tag = V("TagA"),
+					 .msg_id = V("ID0002"), .born_ms = T0_MS - 5000 };
+		m[2] = (struct cfx_msg){ .key_null = 1, .body = V("third, later"), .tag = V("TagA"),
+					 .born_ms = T0_MS + 123456, .flag = 4294967295u,
+					 .props = rich_props + 1, .prop_count = 1 };
+		return 3;
+	case SET_NULLS:
+		m[0] = (struct cfx_msg){ .key_null = 1, .body_null = 1, .born_ms = T0_MS };
+		m[1] = (struct cfx_msg){ .key = V(""), .body = V(""), .born_ms = T0_MS };
+		m[2] = (struct cfx_msg){ .key = V("only-key"), .body_null = 1, .born_ms = -1 };
+		return 3;
+	case SET_PROPS:
+		for (uint32_t i = 0; i < 20; i++) {
+			snprintf(bufs[i], 64, "p%u", i);
+			props[i].name = CFX_VIEW_STR(bufs[i]);
+			props[i].value = (struct cfx_view){ (const uint8_t *)"value", i % 6 };
+		}
+		m[0] = (struct cfx_msg){ .body = V("props"), .msg_id = V("ID-PROPS"),
+					 .born_ms = T0_MS, .props = props, .prop_count = 20 };
+		return 1;
+	case SET_MIXED:
+		m[0] = (struct cfx_msg){ .body = V("a"), .tag = V("red"), .born_ms = T0_MS };
+		m[1] = (struct cfx_msg){ .body = V("b"), .tag = V("blue"), .born_ms = T0_MS + 1 };
+		m[2] = (struct cfx_msg){ .body = V("c"), .born_ms = T0_MS + 2 };
+		return 3;
+	case SET_BIG:
+		for (uint32_t i = 0; i < 1500; i++)
+			big[i] = (uint8_t)('a' + i % 26);
+		m[0] = (struct cfx_msg){ .key = V("big"), .body = { big, 1500 }, .born_ms = T0_MS };
+		return 1;
+	case SET_MANY:
+		for (n = 0; n < 40; n++) {
+			snprintf(bufs[n], 64, "m%u", n);
+			m[n].body = CFX_VIEW_STR(bufs[n]);
+			m[n].key = CFX_VIEW_STR(bufs[n]);
+			m[n].born_ms = T0_MS + n;
+		}
+		return n;
+	default:
+		return 0;
+	}
+}
+
+/* Appends the batch of message set `set` to `wr`; returns its info. */
+static struct cfx_batch_info put_set(struct cfx_writer *wr, enum msgset set)
+{
+	static struct cfx_msg msgs[40];
+	static struct cfx_prop props[40];
+	static char bufs[40][64];
+	static uint8_t big[1500];
+	struct cfx_batch_info info;
+	uint32_t n = fill_set(set, msgs, props, bufs, big);
+
+	if (cfx_batch_encode(wr, msgs, n, &info) != 0)
+		die("cfx_batch_encode failed");
+	return info;
+}
+
+/* ------------------------------------------------------------------------
+ * Hand-made records, for batches the encoder would never write
+ * ------------------------------------------------------------------------ */
+
+struct rec {
+	int64_t ts_delta, offset_delta;
+	int64_t key_len; /* -1: null; else the length of key */
+	const char *key;
+	int64_t value_len;
+	const char *value;
+	int64_t hdr_count; /* as written; the headers below follow */
+	const char *hdr_raw; /* raw header bytes */
+	size_t hdr_raw_len;
+};
+
+static void put_record(struct cfx_writer *wr, const struct rec *r)
+{
+	struct cfx_writer body;
+
+	cfx_writer_init(&body, 64);
+	cfx_write_u8(&body, 0);
+	cfx_write_varint64(&body, r->ts_delta);
+	cfx_write_varint64(&body, r->offset_delta);
+	/* A length may claim more than the bytes that follow (a broken record). */
+	cfx_write_varint64(&body, r->key_len);
+	if (r->key_len > 0)
+		cfx_write_bytes(&body, r->key, CFX_MIN((size_t)r->key_len, strlen(r->key)));
+	cfx_write_varint64(&body, r->value_len);
+	if (r->value_len > 0)
+		cfx_write_bytes(&body, r->value, CFX_MIN((size_t)r->value_len, strlen(r->value)));
+	cfx_write_varint64(&body, r->hdr_count);
+	cfx_write_bytes(&body, r->hdr_raw, r->hdr_raw_len);
+	cfx_write_varint64(wr, (int64_t)body.len);
+	cfx_write_bytes(wr, body.p, body.len);
+	cfx_writer_free(&body);
+}
+
+/* Recomputes Kafka's CRC of the batch at `p` (after an edit). */
+static void refix_batch_crc(uint8_t *p, size_t len)
+{
+	cfx_store_be32(p + CFX_KBATCH_OFF_CRC, cfx_crc32c(0, p + CFX_KBATCH_OFF_ATTRIBUTES,
+							  len - CFX_KBATCH_OFF_ATTRIBUTES));
+}
+
+/* A batch header around `records` (count records), with Kafka's CRC. */
+static void put_raw_batch(struct cfx_writer *wr, const void *records, size_t len, uint32_t count,
+			  uint16_t attributes)
+{
+	size_t start = wr->len;
+	uint8_t *h = cfx_writer_extend(wr, CFX_KBATCH_HEADER_BYTES);
+
+	memset(h, 0, CFX_KBATCH_HEADER_BYTES);
+	h[CFX_KBATCH_OFF_MAGIC] = 2;
+	cfx_store_be16(h + CFX_KBATCH_OFF_ATTRIBUTES, attributes);
+	cfx_store_be32(h + CFX_KBATCH_OFF_LAST_OFFSET_DELTA, count - 1);
+	cfx_store_be64(h + CFX_KBATCH_OFF_BASE_TIMESTAMP, (uint64_t)T0_MS);
+	cfx_store_be64(h + CFX_KBATCH_OFF_MAX_TIMESTAMP, (uint64_t)T0_MS);
+	cfx_store_be64(h + CFX_KBATCH_OFF_PRODUCER_ID, UINT64_MAX);
+	cfx_store_be16(h + CFX_KBATCH_OFF_PRODUCER_EPOCH, UINT16_MAX);
+	cfx_store_be32(h + CFX_KBATCH_OFF_BASE_SEQUENCE, UINT32_MAX);
+	cfx_store_be32(h + CFX_KBATCH_OFF_RECORDS_COUNT, count);
+	cfx_write_bytes(wr, records, len);
+	h = wr->p + start;
+	cfx_store_be32(h + CFX_KBATCH_OFF_LENGTH, (uint32_t)(wr->len - start - 12));
+	refix_batch_crc(h, wr->len - start);
+}
+
+/* One hand-made record wrapped in a batch of `count` records. */
+static void put_one_record_batch(struct cfx_writer *wr, const struct rec *r, uint32_t count)
+{
+	struct cfx_writer recs;
+
+	cfx_writer_init(&recs, 64);
+	put_record(&recs, r);
+	put_raw_batch(wr, recs.p, recs.len, count, 0);
+	cfx_writer_free(&recs);
+}
+
+/* ------------------------------------------------------------------------
+ * fuzz_batch seeds
+ * ------------------------------------------------------------------------ */
+
+static void batch_seed(const char *name, uint8_t flags, const uint8_t *p, size_t len)
+{
+	uint8_t *buf = cfx_malloc(len + FZ_BATCH_CTRL_BYTES);
+
+	buf[0] = flags;
+	memcpy(buf + FZ_BATCH_CTRL_BYTES, p, len);
+	write_seed("fuzz_batch", name, buf, len + FZ_BATCH_CTRL_BYTES);
+	cfx_free(buf);
+}
+
+static void gen_batch(void)
+{
+	struct cfx_writer wr, mod;
+	char name[64];
+	uint8_t *p;
+	size_t len;
+
+	cfx_writer_init(&wr, 4096);
+	cfx_writer_init(&mod, 4096);
+
+	/* Valid batches, checksum verified. */
+	for (int s = 0; s < SET_COUNT; s++) {
+		cfx_writer_reset(&wr);
+		put_set(&wr, (enum msgset)s);
+		snprintf(name, sizeof name, "valid-%s", set_names[s]);
+		batch_seed(name, FZ_BATCH_VERIFY_CRC, wr.p, wr.len);
+	}
+
+	/* Near-valid variants of the rich batch. */
+	cfx_writer_reset(&wr);
+	put_set(&wr, SET_RICH);
+	p = wr.p;
+	len = wr.len;
+	batch_seed("rich-noverify", 0, p, len);
+	batch_seed("rich-fixcrc", FZ_BATCH_VERIFY_CRC | FZ_BATCH_FIX_CRC, p, len);
+	batch_seed("trunc-header", 0, p, 30);
+	batch_seed("trunc-61", 0, p, CFX_KBATCH_HEADER_BYTES);
+	batch_seed("trunc-last-byte", 0, p, len - 1);
+	{
+		/* Cut inside the records, with the length field and CRC adjusted. */
+		size_t cut = len - 20;
+		cfx_writer_reset(&mod);
+		cfx_write_bytes(&mod, p, cut);
+		cfx_store_be32(mod.p + CFX_KBATCH_OFF_LENGTH, (uint32_t)(cut - 12));
+		refix_batch_crc(mod.p, cut);
+		batch_seed("trunc-records-fixed", FZ_BATCH_VERIFY_CRC, mod.p, cut);
+	}
+
+#define EDIT(label, flags, stmt) \
+	do { \
+		cfx_writer_reset(&mod); \
+		cfx_write_bytes(&mod, p, len); \
+		{ \
+			uint8_t *b = mod.p; \
+			(void)b; \
+			stmt; \
+		} \
+		batch_seed(label, flags, mod.p, mod.len); \
+	} while (0)
+
+	EDIT("bad-crc", FZ_BATCH_VERIFY_CRC, b[CFX_KBATCH_OFF_CRC] ^= 0x01);
+	EDIT("bad-magic", FZ_BATCH_FIX_CRC, b[CFX_KBATCH_OFF_MAGIC] = 1);
+	EDIT("compressed", FZ_BATCH_VERIFY_CRC | FZ_BATCH_FIX_CRC,
+	     b[CFX_KBATCH_OFF_ATTRIBUTES + 1] |= 0x01);
+	EDIT("control", FZ_BATCH_VERIFY_CRC | FZ_BATCH_FIX_CRC,
+	     b[CFX_KBATCH_OFF_ATTRIBUTES + 1] |= CFX_KBATCH_ATTR_CONTROL);
+	EDIT("transactional", FZ_BATCH_VERIFY_CRC | FZ_BATCH_FIX_CRC,
+	     b[CFX_KBATCH_OFF_ATTRIBUTES + 1] |= CFX_KBATCH_ATTR_TRANSACTIONAL);
+	EDIT("last-offset-delta", FZ_BATCH_FIX_CRC, b[CFX_KBATCH_OFF_LAST_OFFSET_DELTA + 3] ^= 1);
+	EDIT("count-zero", FZ_BATCH_FIX_CRC, cfx_store_be32(b + CFX_KBATCH_OFF_RECORDS_COUNT, 0));
+	EDIT("count-more", FZ_BATCH_FIX_CRC, {
+		cfx_store_be32(b + CFX_KBATCH_OFF_RECORDS_COUNT, 4);
+		cfx_store_be32(b + CFX_KBATCH_OFF_LAST_OFFSET_DELTA, 3);
+	});
+	EDIT("count-less", FZ_BATCH_FIX_CRC, {
+		cfx_store_be32(b + CFX_KBATCH_OFF_RECORDS_COUNT, 2);
+		cfx_store_be32(b + CFX_KBATCH_OFF_LAST_OFFSET_DELTA, 1);
+	});
+	EDIT("length-plus-one", 0, b[CFX_KBATCH_OFF_LENGTH + 3] += 1);
+	EDIT("trailing-bytes", FZ_BATCH_VERIFY_CRC | FZ_BATCH_FIX_CRC, {
+		cfx_write_bytes(&mod, "\0\0\0", 3);
+		b = mod.p;
+		cfx_store_be32(b + CFX_KBATCH_OFF_LENGTH, (uint32_t)(mod.len - 12));
+	});
+	EDIT("bitflip-record", FZ_BATCH_FIX_CRC, b[CFX_KBATCH_HEADER_BYTES + 7] ^= 0x40);
+	EDIT("bitflip-header-value", FZ_BATCH_FIX_CRC, b[len - 3] ^= 0x08);
+	EDIT("base-offset-high", FZ_BATCH_VERIFY_CRC,
+	     cfx_store_be64(b + CFX_KBATCH_OFF_BASE_OFFSET, UINT64_MAX - 1));
+#undef EDIT
+
+	/* Hand-made records: the decoder's error paths one by one. */
+	{
+		static const char hdr_tag[] = "\x08TAGS\x06red";
+		static const char hdr_null_name[] = "\x01\x02v";
+		static const char hdr_null_value[] = "\x06key\x01";
+		static const char hdr_flag_bad[] = "\x08" "FLAG\x06" "12x";
+		static const char hdr_flag_big[] = "\x08" "FLAG\x16" "99999999999";
+		static const char hdr_trunc[] = "\x08TAGS\x40";
+#define HDR(raw) raw, sizeof raw - 1
+		struct {
+			const char *name;
+			struct rec r;
+			uint32_t count;
+		} recs[] = {
+			{ "rec-plain", { 0, 0, 1, "k", 1, "v", 0, NULL, 0 }, 1 },
+			{ "rec-null-key-value", { 0, 0, -1, NULL, -1, NULL, 0, NULL, 0 }, 1 },
+			{ "rec-tag-header", { 0, 0, 0, "", 3, "abc", 1, HDR(hdr_tag) }, 1 },
+			{ "rec-null-hdr-name", { 0, 0, 0, "", 0, "", 1, HDR(hdr_null_name) }, 1 },
+			{ "rec-null-hdr-value", { 0, 0, 0, "", 0, "", 1, HDR(hdr_null_value) }, 1 },
+			{ "rec-flag-not-digits", { 0, 0, 0, "", 0, "", 1, HDR(hdr_flag_bad) }, 1 },
+			{ "rec-flag-too-big", { 0, 0, 0, "", 0, "", 1, HDR(hdr_flag_big) }, 1 },
+			{ "rec-header-truncated", { 0, 0, 0, "", 0, "", 1, HDR(hdr_trunc) }, 1 },
+			{ "rec-key-len-minus2", { 0, 0, -2, NULL, 0, "", 0, NULL, 0 }, 1 },
+			{ "rec-value-too-long", { 0, 0, 0, "", 40, "short", 0, NULL, 0 }, 1 },
+			{ "rec-offset-delta-1", { 0, 1, 0, "", 0, "", 0, NULL, 0 }, 1 },
+			{ "rec-offset-delta-neg", { 0, -1, 0, "", 0, "", 0, NULL, 0 }, 1 },
+			{ "rec-hdr-count-1025", { 0, 0, 0, "", 0, "", 1025, NULL, 0 }, 1 },
+			{ "rec-hdr-count-neg", { 0, 0, 0, "", 0, "", -1, NULL, 0 }, 1 },
+			{ "rec-ts-delta-max", { INT64_MAX / 4, 0, 0, "", 0, "", 0, NULL, 0 }, 1 },
+			{ "rec-ts-delta-min", { INT64_MIN / 4, 0, 0, "", 0, "", 0, NULL, 0 }, 1 },
+			{ "rec-missing-second", { 0, 0, 0, "", 0, "", 0, NULL, 0 }, 2 },
+		};
+		for (size_t i = 0; i < CFX_ARRAY_LEN(recs); i++) {
+			cfx_writer_reset(&wr);
+			put_one_record_batch(&wr, &recs[i].r, recs[i].count);
+			batch_seed(recs[i].name, FZ_BATCH_VERIFY_CRC, wr.p, wr.len);
+		}
+#undef HDR
+	}
+	{
+		/* Overlong and oversized varints as the record length. */
+		static const uint8_t overlong[] = { 0x82, 0x00, 0x00 };
+		static const uint8_t too_long[] = { 0xff, 0xff, 0xff, 0xff, 0xff, 0x0f };
+		static const uint8_t negative[] = { 0x03, 0x00 };
+		cfx_writer_reset(&wr);
+		put_raw_batch(&wr, overlong, sizeof overlong, 1, 0);
+		batch_seed("varint-overlong", FZ_BATCH_VERIFY_CRC, wr.p, wr.len);
+		cfx_writer_reset(&wr);
+		put_raw_batch(&wr, too_long, sizeof too_long, 1, 0);
+		batch_seed("varint-too-long", FZ_BATCH_VERIFY_CRC, wr.p, wr.len);
+		cfx_writer_reset(&wr);
+		put_raw_batch(&wr, negative, sizeof negative, 1, 0);
+		batch_seed("record-len-negative", FZ_BATCH_VERIFY_CRC, wr.p, wr.len);
+	}
+	batch_seed("empty", 0, NULL, 0);
+	cfx_writer_free(&wr);
+	cfx_writer_free(&mod);
+}
+
+/* ------------------------------------------------------------------------
+ * Log images: sealed entries at known positions
+ * ------------------------------------------------------------------------ */
+
+struct img {
+	struct cfx_writer wr;
+	uint64_t base; /* log position of wr.p[0] */
+};
+
+static void img_init(struct img *im, uint64_t base)
+{
+	cfx_writer_init(&im->wr, 8192);
+	im->base = base;
+}
+
+/* Appends a sealed batch entry; returns its offset in the image. */
+static size_t img_entry(struct img *im, const char *topic, uint32_t queue_id, uint64_t queue_offset,
+			int64_t store_ms, enum msgset set, uint32_t *count_out)
+{
+	struct cfx_writer batch;
+	struct cfx_batch_info info;
+	struct cfx_entry e = { 0 };
+	size_t at = im->wr.len, tlen = strlen(topic);
+	uint8_t *p;
+
+	cfx_writer_init(&batch, 2048);
+	info = put_set(&batch, set);
+	cfx_batch_set_base_offset(batch.p, queue_offset);
+	e.topic = (struct cfx_view){ (const uint8_t *)topic, tlen };
+	e.payload_bytes = (uint32_t)batch.len;
+	e.log_pos = im->base + at;
+	e.queue_offset = queue_offset;
+	e.store_ms = store_ms;
+	e.queue_id = queue_id;
+	e.msg_count = info.count;
+	e.tag_hash = info.tag_hash;
+	e.attrs = info.has_keys ? CFX_ENTRY_ATTR_HAS_KEYS : 0;
+	p = cfx_writer_extend(&im->wr, cfx_entry_size(tlen, batch.len));
+	memcpy(p + CFX_ENTRY_HEADER_BYTES + tlen, batch.p, batch.len);
+	cfx_entry_seal(p, &e);
+	cfx_writer_free(&batch);
+	if (count_out)
+		*count_out = info.count;
+	return at;
+}
+
+/* Appends an end marker covering `entry_bytes` (only its 24 bytes are written). */
+static size_t img_end(struct img *im, uint32_t entry_bytes)
+{
+	size_t at = im->wr.len;
+	cfx_entry_end_encode(cfx_writer_extend(&im->wr, CFX_ENTRY_END_BYTES), entry_bytes, T0_MS);
+	return at;
+}
+
+/* Rewrites the CRC of the entry at offset `at` (after an edit). */
+static void img_reseal(struct img *im, size_t at)
+{
+	uint8_t *p = im->wr.p + at;
+	uint32_t size = cfx_load_le32(p);
+
+	if (p[10] == CFX_ENTRY_END)
+		cfx_store_le32(p + 4, cfx_crc32c(0, p + 8, CFX_ENTRY_END_BYTES - 8));
+	else
+		cfx_store_le32(p + 4, cfx_crc32c(0, p + 8, size - 8));
+}
+
+/* ------------------------------------------------------------------------
+ * fuzz_entry seeds
+ * ------------------------------------------------------------------------ */
+
+static void entry_seed(const char *name, uint8_t flags, uint16_t start, const uint8_t *p,
+		       size_t len)
+{
+	uint8_t *buf = cfx_malloc(len + FZ_ENTRY_CTRL_BYTES);
+
+	buf[0] = flags;
+	cfx_store_le16(buf + 1, start);
+	if (len)
+		memcpy(buf + FZ_ENTRY_CTRL_BYTES, p, len);
+	write_seed("fuzz_entry", name, buf, len + FZ_ENTRY_CTRL_BYTES);
+	cfx_free(buf);
+}
+
+static void gen_entry(void)
+{
+	const uint8_t all = FZ_ENTRY_VERIFY_CRC | FZ_ENTRY_VERIFY_BATCH_CRC;
+	struct img im, mod;
+	size_t e1, e2, e3;
+	char name[64];
+
+	/* One valid entry per message set. */
+	for (int s = 0; s < SET_COUNT; s++) {
+		img_init(&im, 0);
+		img_entry(&im, "orders", (uint32_t)s, 100, T0_MS, (enum msgset)s, NULL);
+		snprintf(name, sizeof name, "valid-%s", set_names[s]);
+		entry_seed(name, all, 0, im.wr.p, im.wr.len);
+		cfx_writer_free(&im.wr);
+	}
+
+	/* A chain, as in a segment: three entries, an end marker, a zero word. */
+	img_init(&im, 0);
+	e1 = img_entry(&im, "orders", 0, 0, T0_MS, SET_RICH, NULL);
+	e2 = img_entry(&im, "payments|eu", 3, 7, T0_MS + 1, SET_MIXED, NULL);
+	e3 = img_entry(&im, "orders", 0, 3, T0_MS + 2, SET_NULLS, NULL);
+	img_end(&im, 64);
+	cfx_writer_extend(&im.wr, 40);
+	memset(im.wr.p + im.wr.len - 40, 0, 40);
+	entry_seed("chain", all, (uint16_t)e2, im.wr.p, im.wr.len);
+	entry_seed("chain-start-third", FZ_ENTRY_VERIFY_CRC, (uint16_t)e3, im.wr.p, im.wr.len);
+	entry_seed("chain-start-unaligned", 0, (uint16_t)(e2 + 3), im.wr.p, im.wr.len);
+	entry_seed("chain-truncated", all, (uint16_t)e2, im.wr.p, e3 + 40);
+
+#define EDIT(label, flags, start, at, stmt) \
+	do { \
+		img_init(&mod, 0); \
+		cfx_write_bytes(&mod.wr, im.wr.p, im.wr.len); \
+		{ \
+			uint8_t *b = mod.wr.p + (at); \
+			(void)b; \
+			stmt; \
+		} \
+		entry_seed(label, flags, start, mod.wr.p, mod.wr.len); \
+		cfx_writer_free(&mod.wr); \
+	} while (0)
+
+	EDIT("bad-crc-middle", all, 0, e2, b[70] ^= 0x20);
+	EDIT("bad-crc-noverify", 0, 0, e2, b[70] ^= 0x20);
+	EDIT("newer-version", FZ_ENTRY_VERIFY_CRC, 0, e2, {
+		b[9] = 2;
+		img_reseal(&mod, e2);
+	});
+	EDIT("newer-version-noverify", 0, 0, e2, {
+		b[9] = 2;
+		img_reseal(&mod, e2);
+	});
+	EDIT("newer-version-badcrc", 0, 0, e2, b[9] = 2);
+	EDIT("version-zero", FZ_ENTRY_FIX_CRC, 0, e1, b[9] = 0);
+	EDIT("bad-magic", FZ_ENTRY_FIX_CRC, 0, e1, b[8] = 0xCE);
+	EDIT("unknown-type", FZ_ENTRY_FIX_CRC | FZ_ENTRY_VERIFY_CRC, 0, e1, b[10] = 3);
+	EDIT("topic-len-zero", FZ_ENTRY_FIX_CRC, 0, e1, cfx_store_le16(b + 56, 0));
+	EDIT("topic-len-200", FZ_ENTRY_FIX_CRC, 0, e1, cfx_store_le16(b + 56, 200));
+	EDIT("msg-count-zero", FZ_ENTRY_FIX_CRC, 0, e1, cfx_store_le32(b + 44, 0));
+	EDIT("payload-bytes-plus8", FZ_ENTRY_FIX_CRC, 0, e1,
+	     cfx_store_le32(b + 12, cfx_load_le32(b + 12) + 8));
+	EDIT("log-pos-mismatch", FZ_ENTRY_FIX_CRC, 0, e1, cfx_store_le64(b + 16, 64));
+	EDIT("size-unaligned", 0, 0, e1, b[0] |= 0x03);
+	EDIT("size-huge", 0, 0, e1, cfx_store_le32(b, 0x7ffffff8u));
+	EDIT("size-small", 0, 0, e1, cfx_store_le32(b, 32));
+	EDIT("end-marker-newer", 0, 0, e3 + cfx_load_le32(im.wr.p + e3), {
+		b[9] = 2;
+		img_reseal(&mod, e3 + cfx_load_le32(im.wr.p + e3));
+	});
+	EDIT("end-marker-badcrc", 0, 0, e3 + cfx_load_le32(im.wr.p + e3), b[20] ^= 1);
+	EDIT("batch-inside-bad", all | FZ_ENTRY_FIX_CRC, 0, e1,
+	     b[CFX_ENTRY_HEADER_BYTES + 6 + CFX_KBATCH_HEADER_BYTES + 2] ^= 0x7f);
+	EDIT("batch-inside-compressed", FZ_ENTRY_FIX_CRC, 0, e1,
+	     b[CFX_ENTRY_HEADER_BYTES + 6 + CFX_KBATCH_OFF_ATTRIBUTES + 1] = 0x02);
+#undef EDIT
+	cfx_writer_free(&im.wr);
+
+	/* Small images: a lone end marker, a zero word, nothing. */
+	img_init(&im, 0);
+	img_end(&im, 24);
+	entry_seed("end-marker", all, 0, im.wr.p, im.wr.len);
+	cfx_writer_free(&im.wr);
+	{
+		static const uint8_t zeros[16];
+		entry_seed("zero-word", all, 8, zeros, sizeof zeros);
+		entry_seed("short", all, 0, zeros, 5);
+		entry_seed("empty", all, 0, NULL, 0);
+	}
+}
+
+/* ------------------------------------------------------------------------
+ * fuzz_recovery seeds
+ * ------------------------------------------------------------------------ */
+
+struct rseed {
+	uint8_t pre[FZ_REC_PREAMBLE_BYTES];
+	struct cfx_writer body; /* slices after the preamble */
+};
+
+static void rs_init(struct rseed *rs, uint8_t mode, uint8_t mode2)
+{
+	memset(rs->pre, 0, sizeof rs->pre);
+	rs->pre[0] = mode;
+	rs->pre[1] = mode2;
+	cfx_writer_init(&rs->body, 8192);
+}
+
+/* A synthesised checkpoint (FZ_REC_CKPT without FZ_REC_CKPT_RAW). */
+static void rs_ckpt(struct rseed *rs, uint64_t durable, uint32_t end_delta, int clean,
+		    uint32_t idx_entries, uint32_t key_entries)
+{
+	uint8_t *c = rs->pre + FZ_REC_CKPT_OFF;
+
+	rs->pre[0] |= FZ_REC_CKPT;
+	cfx_store_le64(c, durable);
+	cfx_store_le32(c + 8, end_delta);
+	c[12] = (uint8_t)clean;
+	cfx_store_le32(c + 16, idx_entries);
+	cfx_store_le32(c + 20, key_entries);
+}
+
+/* A raw checkpoint, encoded by the store's encoder (then maybe edited). */
+static void rs_ckpt_raw(struct rseed *rs, const struct cfx_checkpoint *ck)
+{
+	rs->pre[0] |= FZ_REC_CKPT | FZ_REC_CKPT_RAW;
+	cfx_checkpoint_encode(rs->pre + FZ_REC_CKPT_OFF, ck);
+}
+
+static void rs_write(struct rseed *rs, const char *name)
+{
+	struct cfx_writer out;
+
+	cfx_writer_init(&out, FZ_REC_PREAMBLE_BYTES + rs->body.len);
+	cfx_write_bytes(&out, rs->pre, sizeof rs->pre);
+	cfx_write_bytes(&out, rs->body.p, rs->body.len);
+	write_seed("fuzz_recovery", name, out.p, out.len);
+	cfx_writer_free(&out);
+	cfx_writer_free(&rs->body);
+}
+
+/* The log used by most recovery seeds: entries of three queues at position 64. */
+struct std_log {
+	struct img im;
+	size_t at[6];	       /* offsets of the entries in the image */
+	uint32_t count[6];     /* messages per entry */
+	uint64_t first[6];     /* queue offset of each entry */
+	uint32_t n;
+};
+
+static void std_log(struct std_log *l, uint64_t base)
+{
+	static const struct {
+		const char *topic;
+		uint32_t queue;
+		enum msgset set;
+	} plan[6] = {
+		{ "orders", 0, SET_RICH }, { "orders", 1, SET_ONE },  { "audit", 0, SET_MIXED },
+		{ "orders", 0, SET_NULLS }, { "orders", 0, SET_PROPS }, { "audit", 0, SET_MANY },
+	};
+	uint64_t next[3] = { 0, 0, 0 }; /* orders/0, orders/1, audit/0 */
+
+	img_init(&l->im, base);
+	l->n = 6;
+	for (uint32_t i = 0; i < l->n; i++) {
+		int q = !strcmp(plan[i].topic, "audit") ? 2 : (int)plan[i].queue;
+		l->first[i] = next[q];
+		l->at[i] = img_entry(&l->im, plan[i].topic, plan[i].queue, next[q], T0_MS + i,
+				     plan[i].set, &l->count[i]);
+		next[q] += l->count[i];
+	}
+}
+
+static void gen_recovery(void)
+{
+	const uint8_t check_all = FZ_REC_REOPEN | FZ_REC_VERIFY_READ;
+	const uint8_t use_all = FZ_REC2_APPEND | FZ_REC2_LOOKUP;
+	const uint64_t seg = FZ_REC_SEGMENT_BYTES, hdr = CFX_SEG_HEADER_BYTES;
+	struct std_log l;
+	struct rseed rs;
+	uint64_t end;
+
+	std_log(&l, hdr);
+	end = hdr + l.im.wr.len;
+
+	/* Several entries, no checkpoint: the indexes are rebuilt from the log. */
+	rs_init(&rs, FZ_REC_LAYOUT_AFTER_HDR | check_all, use_all);
+	cfx_write_bytes(&rs.body, l.im.wr.p, l.im.wr.len);
+	rs_write(&rs, "entries-no-ckpt");
+
+	/* The same with an unclean checkpoint at the start of the log. */
+	rs_init(&rs, FZ_REC_LAYOUT_AFTER_HDR | check_all, use_all);
+	rs_ckpt(&rs, hdr, (uint32_t)(end - hdr), 0, 0, 0);
+	cfx_write_bytes(&rs.body, l.im.wr.p, l.im.wr.len);
+	rs_write(&rs, "entries-ckpt-start");
+
+	/* A checkpoint in the middle, fewer index entries than vouched for. */
+	rs_init(&rs, FZ_REC_LAYOUT_AFTER_HDR | FZ_REC_REOPEN, FZ_REC2_LOOKUP);
+	rs_ckpt(&rs, hdr + l.at[3], (uint32_t)(end - hdr - l.at[3]), 0, 3, 2);
+	cfx_write_bytes(&rs.body, l.im.wr.p, l.im.wr.len);
+	rs_write(&rs, "entries-ckpt-middle");
+
+	/* A clean checkpoint over a log of one queue whose index is present: no scan. */
+	{
+		uint8_t ie_buf[CFX_IDX_ENTRY_BYTES];
+		struct img one;
+		uint64_t next = 0;
+		const enum msgset sets[3] = { SET_ONE, SET_RICH, SET_MIXED };
+
+		rs_init(&rs, FZ_REC_LAYOUT_AFTER_HDR | FZ_REC_INDEXES | check_all, use_all);
+		img_init(&one, hdr);
+		for (uint32_t i = 0; i < 3; i++) {
+			struct cfx_idx_entry ie;
+			uint32_t cnt;
+			size_t at = img_entry(&one, "orders", 0, next, T0_MS + i, sets[i], &cnt);
+
+			ie.log_pos = hdr + at;
+			ie.first_offset = next;
+			ie.store_ms = T0_MS + i;
+			ie.entry_bytes = cfx_load_le32(one.wr.p + at);
+			ie.msg_count = cnt;
+			ie.tag_hash = cfx_load_le32(one.wr.p + at + 48);
+			cfx_idx_entry_encode(ie_buf, &ie);
+			cfx_write_bytes(&rs.body, ie_buf, sizeof ie_buf);
+			next += cnt;
+		}
+		rs.pre[4] = 3;
+		rs_ckpt(&rs, hdr + one.wr.len, 0, 1, 3, 0);
+		cfx_write_bytes(&rs.body, one.wr.p, one.wr.len);
+		rs_write(&rs, "clean-with-index");
+
+		/* The same, but the checkpoint vouches for more index entries. */
+		rs_init(&rs, FZ_REC_LAYOUT_AFTER_HDR | FZ_REC_INDEXES | check_all, 0);
+		rs.pre[4] = 3;
+		for (uint32_t i = 0; i < 3; i++) {
+			struct cfx_idx_entry ie = { 0 };
+			size_t at = 0;
+			for (uint32_t k = 0; k < i; k++)
+				at += cfx_load_le32(one.wr.p + at);
+			ie.log_pos = hdr + at;
+			ie.entry_bytes = cfx_load_le32(one.wr.p + at);
+			ie.msg_count = cfx_load_le32(one.wr.p + at + 44);
+			ie.first_offset = cfx_load_le64(one.wr.p + at + 24);
+			ie.store_ms = T0_MS + i;
+			ie.tag_hash = cfx_load_le32(one.wr.p + at + 48);
+			cfx_idx_entry_encode(ie_buf, &ie);
+			cfx_write_bytes(&rs.body, ie_buf, sizeof ie_buf);
+		}
+		rs_ckpt(&rs, hdr + one.wr.len, 0, 1, 9, 0);
+		cfx_write_bytes(&rs.body, one.wr.p, one.wr.len);
+		rs_write(&rs, "index-missing-entries");
+		cfx_writer_free(&one.wr);
+
+		/* An index damaged after its first entry (CRCs not fixed). */
+		rs_init(&rs, FZ_REC_LAYOUT_AFTER_HDR | FZ_REC_INDEXES | FZ_REC_REOPEN, 0);
+		rs.pre[4] = 3;
+		for (uint32_t i = 0; i < 3; i++) {
+			struct cfx_idx_entry ie = { .log_pos = hdr + l.at[0], .first_offset = i * 3,
+						    .store_ms = T0_MS, .entry_bytes = 64,
+						    .msg_count = 3 };
+			cfx_idx_entry_encode(ie_buf, &ie);
+			if (i == 1)
+				ie_buf[5] ^= 0xff;
+			cfx_write_bytes(&rs.body, ie_buf, sizeof ie_buf);
+		}
+		rs_ckpt(&rs, end, 0, 1, 3, 0);
+		cfx_write_bytes(&rs.body, l.im.wr.p, l.im.wr.len);
+		rs_write(&rs, "index-damaged");
+	}
+
+	/* Index plus key index, CRCs resealed by the target. */
+	{
+		uint8_t ie_buf[CFX_IDX_ENTRY_BYTES], ke_buf[CFX_KIX_ENTRY_BYTES];
+		struct cfx_idx_entry ie = { .log_pos = hdr + l.at[0],
+					    .first_offset = 0,
+					    .store_ms = T0_MS,
+					    .entry_bytes = cfx_load_le32(l.im.wr.p),
+					    .msg_count = l.count[0] };
+		struct cfx_kix_entry ke = { .log_pos = hdr + l.at[0] };
+		uint32_t slots = 8, cap = 4;
+		uint8_t slot_tab[8 * 4] = { 0 };
+
+		rs_init(&rs, FZ_REC_LAYOUT_AFTER_HDR | FZ_REC_INDEXES | check_all,
+			FZ_REC2_KIX | FZ_REC2_FIX_CRC | FZ_REC2_LOOKUP);
+		rs.pre[4] = 1;
+		rs.pre[5] = (uint8_t)(slots - 1);
+		rs.pre[6] = (uint8_t)(cap - 1);
+		cfx_idx_entry_encode(ie_buf, &ie);
+		cfx_write_bytes(&rs.body, ie_buf, sizeof ie_buf);
+		ke.hash = cfx_keyidx_hash(CFX_KEY_KIND_ID, (struct cfx_view){ NULL, 0 },
+					  CFX_VIEW_STR("ID0001"));
+		cfx_store_le32(slot_tab + (ke.hash % slots) * 4, 1);
+		cfx_write_bytes(&rs.body, slot_tab, sizeof slot_tab);
+		cfx_kix_entry_encode(ke_buf, &ke);
+		cfx_write_bytes(&rs.body, ke_buf, sizeof ke_buf);
+		for (uint32_t i = 1; i < cap; i++) {
+			memset(ke_buf, 0, sizeof ke_buf);
+			cfx_write_bytes(&rs.body, ke_buf, sizeof ke_buf);
+		}
+		rs_ckpt(&rs, hdr + l.at[1], (uint32_t)(end - hdr - l.at[1]), 0, 1, 1);
+		cfx_write_bytes(&rs.body, l.im.wr.p, l.im.wr.len);
+		rs_write(&rs, "index-and-keys");
+	}
+
+	/* A torn tail: the last entry is cut off halfway (the rest is zeros). */
+	rs_init(&rs, FZ_REC_LAYOUT_AFTER_HDR | check_all, use_all);
+	cfx_write_bytes(&rs.body, l.im.wr.p, l.at[5] + (l.im.wr.len - l.at[5]) / 2);
+	rs_write(&rs, "torn-tail");
+
+	/* Torn in the header of the last entry. */
+	rs_init(&rs, FZ_REC_LAYOUT_AFTER_HDR | FZ_REC_REOPEN, 0);
+	cfx_write_bytes(&rs.body, l.im.wr.p, l.at[5] + 12);
+	rs_write(&rs, "torn-header");
+
+	/* A bad CRC in the middle: everything from the third entry goes. */
+	rs_init(&rs, FZ_REC_LAYOUT_AFTER_HDR | check_all, use_all);
+	cfx_write_bytes(&rs.body, l.im.wr.p, l.im.wr.len);
+	rs.body.p[l.at[2] + 100] ^= 0x10;
+	rs_write(&rs, "bad-crc-middle");
+
+	/* The same bad byte, but resealed: the entry is "valid" again. */
+	rs_init(&rs, FZ_REC_LAYOUT_AFTER_HDR | check_all, FZ_REC2_FIX_CRC | use_all);
+	cfx_write_bytes(&rs.body, l.im.wr.p, l.im.wr.len);
+	rs.body.p[l.at[2] + 100] ^= 0x10;
+	rs_write(&rs, "bad-byte-resealed");
+
+	/* An entry of a newer version (checksum valid): the open is refused. */
+	rs_init(&rs, FZ_REC_LAYOUT_AFTER_HDR, 0);
+	cfx_write_bytes(&rs.body, l.im.wr.p, l.im.wr.len);
+	rs.body.p[l.at[3] + 9] = 2;
+	rs_write(&rs, "newer-entry-unsealed");
+	rs_init(&rs, FZ_REC_LAYOUT_AFTER_HDR, FZ_REC2_FIX_CRC);
+	cfx_write_bytes(&rs.body, l.im.wr.p, l.im.wr.len);
+	rs.body.p[l.at[3] + 9] = 2;
+	rs_write(&rs, "newer-entry");
+
+	/* A zero-filled log, with and without a checkpoint. */
+	rs_init(&rs, FZ_REC_LAYOUT_AFTER_HDR | check_all, use_all);
+	rs_write(&rs, "zero-filled");
+	rs_init(&rs, FZ_REC_LAYOUT_AFTER_HDR | check_all, use_all);
+	rs_ckpt(&rs, hdr, 0, 1, 0, 0);
+	rs_write(&rs, "zero-filled-clean");
+
+	/* Garbage after valid entries (not zeros): truncated. */
+	rs_init(&rs, FZ_REC_LAYOUT_AFTER_HDR | check_all, 0);
+	cfx_write_bytes(&rs.body, l.im.wr.p, l.at[2]);
+	cfx_write_bytes(&rs.body, "\x48\x00\x00\x00garbage!garbage!", 20);
+	rs_write(&rs, "garbage-tail");
+
+	/* An entry that does not continue its queue. */
+	rs_init(&rs, FZ_REC_LAYOUT_AFTER_HDR | check_all, FZ_REC2_FIX_CRC);
+	cfx_write_bytes(&rs.body, l.im.wr.p, l.im.wr.len);
+	cfx_store_le64(rs.body.p + l.at[3] + 24, 99);
+	rs_write(&rs, "offset-gap");
+
+	/* An entry whose topic is not a valid name (checksum resealed). */
+	rs_init(&rs, FZ_REC_LAYOUT_AFTER_HDR | check_all, FZ_REC2_FIX_CRC);
+	cfx_write_bytes(&rs.body, l.im.wr.p, l.im.wr.len);
+	rs.body.p[l.at[1] + 64] = '/';
+	rs_write(&rs, "bad-topic-name");
+
+	/* Entries up to an end marker and no next segment. */
+	{
+		struct img im;
+		img_init(&im, hdr);
+		cfx_write_bytes(&im.wr, l.im.wr.p, l.at[3]);
+		img_end(&im, (uint32_t)(seg - hdr - im.wr.len));
+		rs_init(&rs, FZ_REC_LAYOUT_AFTER_HDR | check_all, use_all);
+		cfx_write_bytes(&rs.body, im.wr.p, im.wr.len);
+		rs_write(&rs, "end-marker-no-next");
+
+		/* With an empty next segment: the log continues there. */
+		rs_init(&rs, FZ_REC_LAYOUT_AFTER_HDR | FZ_REC_EXTRA_SEG | check_all, use_all);
+		cfx_write_bytes(&rs.body, im.wr.p, im.wr.len);
+		rs_write(&rs, "end-marker-empty-next");
+		cfx_writer_free(&im.wr);
+	}
+
+	/* No end marker but a later segment: the later segment is deleted. */
+	rs_init(&rs, FZ_REC_LAYOUT_AFTER_HDR | FZ_REC_EXTRA_SEG | check_all, use_all);
+	cfx_write_bytes(&rs.body, l.im.wr.p, l.im.wr.len);
+	rs_write(&rs, "later-segment-dropped");
+
+	/* Two segments: entries, an end marker, more entries in segment 1. */
+	{
+		struct img a, b;
+		uint32_t cnt;
+
+		img_init(&a, hdr);
+		cfx_write_bytes(&a.wr, l.im.wr.p, l.at[4]);
+		img_end(&a, (uint32_t)(seg - hdr - a.wr.len));
+		img_init(&b, seg + hdr);
+		img_entry(&b, "orders", 0, l.first[4], T0_MS + 10, SET_PROPS, &cnt);
+		img_entry(&b, "audit", 0, l.first[2] + l.count[2], T0_MS + 11, SET_MANY, NULL);
+		img_entry(&b, "orders", 0, l.first[4] + cnt, T0_MS + 12, SET_BIG, NULL);
+
+		rs_init(&rs, FZ_REC_LAYOUT_SPLIT | check_all, use_all);
+		cfx_store_le16(rs.pre + 2, (uint16_t)a.wr.len);
+		cfx_write_bytes(&rs.body, a.wr.p, a.wr.len);
+		cfx_write_bytes(&rs.body, b.wr.p, b.wr.len);
+		rs_write(&rs, "two-segments");
+
+		/* Checkpoint in segment 1, unclean. */
+		rs_init(&rs, FZ_REC_LAYOUT_SPLIT | check_all, use_all);
+		cfx_store_le16(rs.pre + 2, (uint16_t)a.wr.len);
+		rs_ckpt(&rs, seg + hdr + cfx_load_le32(b.wr.p), 0, 0, 0, 0);
+		cfx_write_bytes(&rs.body, a.wr.p, a.wr.len);
+		cfx_write_bytes(&rs.body, b.wr.p, b.wr.len);
+		rs_write(&rs, "two-segments-ckpt");
+
+		/* Segment 1 torn in its second entry; a third, empty segment follows. */
+		rs_init(&rs, FZ_REC_LAYOUT_SPLIT | FZ_REC_EXTRA_SEG | check_all, use_all);
+		cfx_store_le16(rs.pre + 2, (uint16_t)a.wr.len);
+		cfx_write_bytes(&rs.body, a.wr.p, a.wr.len);
+		cfx_write_bytes(&rs.body, b.wr.p, cfx_load_le32(b.wr.p) + 100);
+		rs_write(&rs, "two-segments-torn");
+		cfx_writer_free(&a.wr);
+		cfx_writer_free(&b.wr);
+	}
+
+	/* Whole first segments, header included. */
+	{
+		uint8_t *s0 = calloc(1, seg);
+		struct cfx_seg_header h = { .version = CFX_SEG_VERSION, .base_pos = 0,
+					    .segment_bytes = seg, .created_ms = T0_MS };
+
+		if (!s0)
+			die("out of memory");
+		cfx_seg_header_encode(s0, &h);
+		memcpy(s0 + hdr, l.im.wr.p, l.im.wr.len);
+		rs_init(&rs, FZ_REC_LAYOUT_RAW_SEG | check_all, use_all);
+		cfx_write_bytes(&rs.body, s0, seg);
+		rs_write(&rs, "raw-segment");
+
+		/* Only the used part: the target pads with zeros. */
+		rs_init(&rs, FZ_REC_LAYOUT_RAW_SEG | check_all, FZ_REC2_FIX_CRC);
+		cfx_write_bytes(&rs.body, s0, hdr + l.at[3]);
+		rs_write(&rs, "raw-segment-short");
+
+		/* A segment header of a newer format (the encoder writes only ours). */
+		cfx_store_le32(s0 + 4, CFX_SEG_VERSION + 1);
+		cfx_store_le32(s0 + 60, cfx_crc32c(0, s0, 60));
+		rs_init(&rs, FZ_REC_LAYOUT_RAW_SEG, 0);
+		cfx_write_bytes(&rs.body, s0, hdr + l.at[1]);
+		rs_write(&rs, "raw-segment-newer");
+
+		/* A header whose base or size disagrees with the file. */
+		h.base_pos = 8;
+		cfx_seg_header_encode(s0, &h);
+		rs_init(&rs, FZ_REC_LAYOUT_RAW_SEG, 0);
+		cfx_write_bytes(&rs.body, s0, hdr + l.at[1]);
+		rs_write(&rs, "raw-segment-bad-base");
+
+		/* A file of another size with a header that says so. */
+		h.base_pos = 0;
+		h.segment_bytes = 4096;
+		cfx_seg_header_encode(s0, &h);
+		rs_init(&rs, FZ_REC_LAYOUT_RAW_FILE | check_all, use_all);
+		cfx_write_bytes(&rs.body, s0, 4096);
+		rs_write(&rs, "raw-file-4096");
+
+		/* A file shorter than its header. */
+		rs_init(&rs, FZ_REC_LAYOUT_RAW_FILE, 0);
+		cfx_write_bytes(&rs.body, s0, 40);
+		rs_write(&rs, "raw-file-short");
+		free(s0);
+	}
+
+	/* Raw checkpoints: valid, damaged, newer, beyond the log. */
+	{
+		struct cfx_checkpoint ck = { .durable_pos = hdr + l.at[2], .log_end_pos = end,
+					     .clean = 0, .written_ms = T0_MS };
+
+		rs_init(&rs, FZ_REC_LAYOUT_AFTER_HDR | check_all, use_all);
+		rs_ckpt_raw(&rs, &ck);
+		cfx_write_bytes(&rs.body, l.im.wr.p, l.im.wr.len);
+		rs_write(&rs, "ckpt-raw");
+
+		rs_init(&rs, FZ_REC_LAYOUT_AFTER_HDR | check_all, 0);
+		rs_ckpt_raw(&rs, &ck);
+		rs.pre[FZ_REC_CKPT_OFF + 9] ^= 0x01;
+		cfx_write_bytes(&rs.body, l.im.wr.p, l.im.wr.len);
+		rs_write(&rs, "ckpt-raw-damaged");
+
+		rs_init(&rs, FZ_REC_LAYOUT_AFTER_HDR, FZ_REC2_FIX_CRC);
+		rs_ckpt_raw(&rs, &ck);
+		rs.pre[FZ_REC_CKPT_OFF + 4] = 2;
+		cfx_write_bytes(&rs.body, l.im.wr.p, l.im.wr.len);
+		rs_write(&rs, "ckpt-raw-newer");
+
+		ck.durable_pos = 3 * seg;
+		ck.log_end_pos = 3 * seg;
+		rs_init(&rs, FZ_REC_LAYOUT_AFTER_HDR, 0);
+		rs_ckpt_raw(&rs, &ck);
+		cfx_write_bytes(&rs.body, l.im.wr.p, l.im.wr.len);
+		rs_write(&rs, "ckpt-beyond-log");
+	}
+	cfx_writer_free(&l.im.wr);
+}
+
+int main(int argc, char **argv)
+{
+	out_dir = argc > 1 ? argv[1] : CFX_FUZZ_CORPUS_DIR;
+	gen_batch();
+	gen_entry();
+	gen_recovery();
+	printf("gen_corpus: wrote %u seeds under %s\n", seeds_written, out_dir);
+	return 0;
+}
