@@ -4,8 +4,11 @@
  *
  *  - prepares the next segment (create, reserve, header, sync) once the
  *    active one is half full, so a roll-over is a pointer swap;
- *  - pre-faults the mapping ahead of the writer (MADV_POPULATE_WRITE), so
- *    appends are plain memcpy instead of a page fault every 4 KiB;
+ *  - pre-faults the mapping ahead of the writer (MADV_POPULATE_READ), so
+ *    that appends do not take a full page fault every 4 KiB; read-faulting
+ *    maps the (zero) pages without dirtying them, so nothing is written to
+ *    disk twice (populating for write would make every flush write the
+ *    zeroed pages ahead of the data too);
  *  - writes checkpoints: a position below which the log and every index
  *    are durable, which bounds the work of crash recovery;
  *  - applies retention by age and size, whole segments at a time.
@@ -20,8 +23,8 @@
 #include "base/err.h"
 #include "store/store_int.h"
 
-#ifndef MADV_POPULATE_WRITE
-#define MADV_POPULATE_WRITE 23
+#ifndef MADV_POPULATE_READ
+#define MADV_POPULATE_READ 22
 #endif
 
 #define POPULATE_CHUNK (2u << 20)
@@ -99,9 +102,9 @@ static void populate(struct cfx_store *st, struct seg *seg, uint64_t upto)
 	from &= ~(uint64_t)(4096 - 1);
 	while (st->populate_ok && from < upto && !atomic_load(&st->stopping)) {
 		uint64_t len = CFX_MIN((uint64_t)POPULATE_CHUNK, upto - from);
-		if (madvise(seg->map + from, len, MADV_POPULATE_WRITE) != 0) {
+		if (madvise(seg->map + from, len, MADV_POPULATE_READ) != 0) {
 			if (errno == EINVAL || errno == ENOSYS) {
-				cfx_log_info("store: MADV_POPULATE_WRITE unsupported; appends will "
+				cfx_log_info("store: MADV_POPULATE_READ unsupported; appends will "
 					     "fault pages in");
 				st->populate_ok = 0;
 			}

@@ -230,7 +230,7 @@ struct cfx_store {
 	pthread_mutex_t prep_mu;     /* segment creation; held across its I/O */
 	struct seg *prepared;	     /* next segment, under prep_mu */
 	uint64_t active_base;	     /* under prep_mu: base of the newest segment handed out */
-	int populate_ok;	     /* MADV_POPULATE_WRITE works here */
+	int populate_ok;	     /* MADV_POPULATE_READ works here */
 	pthread_mutex_t ckpt_mu;     /* serializes checkpoints and retention */
 	atomic_uint_fast64_t ckpt_durable_pos; /* durable_pos of the last checkpoint */
 

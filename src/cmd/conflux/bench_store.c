@@ -472,12 +472,14 @@ int cli_bench_store(int argc, char **argv)
 	if (bo.fill)
 		return fill(&bo);
 
+	/* The disk is shared and noisy: the baseline is the better of two runs. */
 	dd_bps = bench_dd(bo.dir, bo.dd_bytes);
+	dd_bps = CFX_MAX(dd_bps, bench_dd(bo.dir, bo.dd_bytes));
 	mem_bps = bench_memcpy();
 	if (!bo.json) {
 		printf("conflux bench store: %s, crc32c %s\n", bo.dir, cfx_crc32c_impl());
-		printf("baseline: sequential write %.2f GiB + fdatasync (dd bs=1M conv=fdatasync): "
-		       "%.2f GB/s; memcpy %.1f GB/s\n",
+		printf("baseline: sequential write %.2f GiB + fdatasync (dd bs=1M conv=fdatasync), "
+		       "best of 2: %.2f GB/s; memcpy %.1f GB/s\n",
 		       (double)bo.dd_bytes / (1 << 30), dd_bps / 1e9, mem_bps / 1e9);
 		fflush(stdout);
 	}
