@@ -4,7 +4,9 @@
 # when everything is present). Needs root (or sudo) only when installing.
 set -eu
 
-PKGS="build-essential cmake ninja-build pkg-config libcmocka-dev clang llvm libclang-rt-dev"
+PKGS="build-essential cmake ninja-build pkg-config libcmocka-dev clang llvm libclang-rt-dev
+	libnghttp2-dev libprotobuf-c-dev protobuf-c-compiler libssl-dev libjansson-dev
+	libhttp-parser-dev openssl"
 
 missing=""
 for p in $PKGS; do
