@@ -583,7 +583,7 @@ int cfx_server_listen(struct cfx_server *srv, const struct cfx_listener_opts *o,
 	srv->lsn = cfx_realloc(srv->lsn, (size_t)(srv->nlsn + 1) * (size_t)srv->nloops * sizeof *srv->lsn);
 	for (int i = 0; i < srv->nloops; i++) {
 		struct cfx_listener *l = cfx_calloc(1, sizeof *l);
-		int fd;
+		int fd = -1;
 
 		/* Port 0: the first socket picks the port, the others share it. */
 		rc = bind_socket(host, got ? got : port, &fd, i == 0 ? &got : NULL);
