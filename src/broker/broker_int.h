@@ -1,0 +1,112 @@
+/*
+ * broker_int.h - shared by the files of the broker module only.
+ *
+ * Locks: meta_mu (topics, groups) and pop_mu (cursors, journal) are never
+ * held together; watch_mu (long-poll watches) is taken alone, and watch
+ * callbacks run with no broker lock held.
+ */
+#ifndef CFX_BROKER_BROKER_INT_H
+#define CFX_BROKER_BROKER_INT_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include "base/fileops.h"
+#include "base/log.h"
+#include "broker/broker.h"
+
+struct topic_ent {
+	struct topic_ent *next;
+	struct cfx_topic_info info;
+	atomic_uint rr; /* round-robin queue choice */
+};
+
+struct group_ent {
+	struct group_ent *next;
+	struct cfx_group_info info;
+};
+
+/* POP: one cursor per (group, topic, queue); see pop.c. */
+struct slot {
+	uint8_t state;	   /* SLOT_INFLIGHT, SLOT_DONE */
+	uint16_t attempt;
+	uint32_t pop_id;
+	int64_t visible_at; /* wall-clock ms */
+};
+
+struct cursor {
+	struct cursor *hnext;
+	uint32_t id;	   /* in the journal */
+	char *group, *topic;
+	uint16_t glen, tlen;
+	uint32_t queue;
+	uint64_t committed; /* everything below is done */
+	uint64_t next;	    /* next offset never delivered */
+	struct slot *ring;  /* slots of [committed, next), indexed by offset & (cap - 1) */
+	uint32_t cap;
+	uint32_t inflight;
+	int64_t earliest_visible; /* lower bound of in-flight visible_at */
+	uint32_t next_pop_id;
+};
+
+struct watch {
+	struct watch *next;
+	uint64_t id;
+	char *group, *topic;
+	void (*fn)(void *arg);
+	void *arg;
+};
+
+struct cfx_broker {
+	struct cfx_broker_opts o;
+	struct cfx_store *st;
+	const struct cfx_file_ops *fops;
+	char *dir, *meta_dir, *pop_dir;
+
+	/* metadata */
+	pthread_mutex_t meta_mu;
+	struct topic_ent *topics;
+	struct group_ent *groups;
+
+	/* POP */
+	pthread_mutex_t pop_mu;
+	struct cursor **ctab;
+	uint32_t ccap, ccount;
+	uint32_t next_cursor_id;
+	struct cursor **cbyid;	/* cursors by journal id */
+	uint32_t cbyid_cap;
+	int jfd;		/* journal */
+	uint64_t jseq;		/* sequence of the last record */
+	uint64_t jbytes;
+	int jdirty;		/* written since the last fdatasync */
+	uint8_t secret[32];
+	atomic_uint rr_pop;
+
+	/* watches */
+	pthread_mutex_t watch_mu;
+	struct watch *watches;
+	uint64_t next_watch_id;
+
+	/* timer thread */
+	pthread_t timer_thr;
+	pthread_mutex_t timer_mu;
+	pthread_cond_t timer_cv;
+	int stopping;
+};
+
+/* meta.c */
+int meta__load(struct cfx_broker *br);
+void meta__free(struct cfx_broker *br);
+/* The next round-robin queue of a topic with `queues` queues. */
+uint32_t broker__topic_next_queue(struct cfx_broker *br, struct cfx_view name, uint32_t queues);
+
+/* pop.c */
+int pop__open(struct cfx_broker *br);
+void pop__close(struct cfx_broker *br);
+/* One timer tick: flush the journal, wake watchers of expired messages, snapshot. */
+void pop__tick(struct cfx_broker *br, int64_t now_ms);
+
+/* watch.c is in pop.c: wakes watchers of `topic` (all groups when group is NULL). */
+void broker__wake(struct cfx_broker *br, struct cfx_view group, struct cfx_view topic);
+
+#endif

@@ -1,0 +1,1195 @@
+/*
+ * pop.c - POP consumption: message-level load balancing with invisibility,
+ * acknowledgement, receipt handles, long-poll watches, and the journal that
+ * makes it all durable.
+ *
+ * State per (group, topic, queue), a cursor:
+ *
+ *   committed            next
+ *       |  window of slots  |   new messages ...
+ *   ----+-------------------+---------------->  queue offsets
+ *       DONE/INFLIGHT slots  (never delivered)
+ *
+ * Every offset in [committed, next) has a slot: INFLIGHT (delivered, not
+ * acknowledged: visible again at visible_at) or DONE (acknowledged, or
+ * skipped by the filter). committed moves past the DONE prefix; it is the
+ * group's consume offset. A pop hands out INFLIGHT slots whose time came
+ * (attempt + 1) before new messages; the window is at most inflight_max
+ * wide, so one stuck message cannot make memory grow without bound.
+ *
+ * Journal (pop/journal): records [len u32][crc32c u32][payload]; payload =
+ * [type u8][seq u64][fields, little-endian]. Each state change is written
+ * (write(2): page cache, so a kill -9 loses nothing) before it is
+ * acknowledged to the client; the timer thread fdatasyncs it every
+ * pop_flush_interval, which bounds what a power failure can forget (acks
+ * younger than that may be redelivered: at-least-once). A snapshot
+ * (pop/snapshot, same record format, replaced atomically) is written when
+ * the journal grows past pop_journal_bytes_max; records with a sequence at
+ * or below the snapshot's are skipped on replay.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <openssl/hmac.h>
+#include <openssl/rand.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/random.h>
+#include <unistd.h>
+
+#include "base/clock.h"
+#include "base/crc32c.h"
+#include "base/err.h"
+#include "base/hash.h"
+#include "broker/broker_int.h"
+
+enum { SLOT_FREE = 0, SLOT_INFLIGHT = 1, SLOT_DONE = 2 };
+
+enum rec_type {
+	REC_DEFINE = 1, /* cursor id, group, topic, queue, committed */
+	REC_POP = 2,	/* cursor, offset, pop_id, attempt, visible_at */
+	REC_ACK = 3,	/* cursor, offset, pop_id */
+	REC_CHANGE = 4, /* cursor, offset, new pop_id, visible_at */
+	REC_SKIP = 5,	/* cursor, offset */
+	REC_RESET = 6,	/* cursor, offset */
+	REC_STATE = 7,	/* snapshot: cursor, committed, next, next_pop_id */
+	REC_SNAP = 8,	/* snapshot header: the journal sequence it covers */
+};
+
+#define REC_BYTES_MAX 512
+#define WINDOW_MAX_DEFAULT 65536
+
+/* ------------------------------------------------------------------------
+ * Cursors
+ * ------------------------------------------------------------------------ */
+
+static uint64_t cursor_hash(struct cfx_view g, struct cfx_view t, uint32_t q)
+{
+	uint64_t h = cfx_hash_bytes(CFX_HASH_SEED, g.p, g.len);
+	h = cfx_hash_bytes(h ^ 0xff, t.p, t.len);
+	return cfx_hash_mix64(h ^ q);
+}
+
+static struct cursor *cursor_find(struct cfx_broker *br, struct cfx_view g, struct cfx_view t,
+				  uint32_t q)
+{
+	if (!br->ccap)
+		return NULL;
+	for (struct cursor *c = br->ctab[cursor_hash(g, t, q) & (br->ccap - 1)]; c; c = c->hnext)
+		if (c->queue == q && c->glen == g.len && c->tlen == t.len &&
+		    !memcmp(c->group, g.p, g.len) && !memcmp(c->topic, t.p, t.len))
+			return c;
+	return NULL;
+}
+
+static struct cursor *cursor_by_id(struct cfx_broker *br, uint32_t id)
+{
+	return id < br->cbyid_cap ? br->cbyid[id] : NULL;
+}
+
+static void ctab_insert(struct cfx_broker *br, struct cursor *c)
+{
+	if (br->ccount + 1 > br->ccap / 4 * 3) {
+		uint32_t ncap = br->ccap ? br->ccap * 2 : 64;
+		struct cursor **nt = cfx_calloc(ncap, sizeof *nt);
+		for (uint32_t i = 0; i < br->ccap; i++)
+			while (br->ctab[i]) {
+				struct cursor *x = br->ctab[i];
+				br->ctab[i] = x->hnext;
+				uint64_t h = cursor_hash((struct cfx_view){ (uint8_t *)x->group, x->glen },
+							 (struct cfx_view){ (uint8_t *)x->topic, x->tlen },
+							 x->queue);
+				x->hnext = nt[h & (ncap - 1)];
+				nt[h & (ncap - 1)] = x;
+			}
+		cfx_free(br->ctab);
+		br->ctab = nt;
+		br->ccap = ncap;
+	}
+	uint64_t h = cursor_hash((struct cfx_view){ (uint8_t *)c->group, c->glen },
+				 (struct cfx_view){ (uint8_t *)c->topic, c->tlen }, c->queue);
+	c->hnext = br->ctab[h & (br->ccap - 1)];
+	br->ctab[h & (br->ccap - 1)] = c;
+	br->ccount++;
+}
+
+static struct cursor *cursor_new(struct cfx_broker *br, uint32_t id, struct cfx_view g,
+				 struct cfx_view t, uint32_t q, uint64_t committed)
+{
+	struct cursor *c = cfx_calloc(1, sizeof *c);
+
+	c->id = id;
+	c->group = cfx_strndup((const char *)g.p, g.len);
+	c->topic = cfx_strndup((const char *)t.p, t.len);
+	c->glen = (uint16_t)g.len;
+	c->tlen = (uint16_t)t.len;
+	c->queue = q;
+	c->committed = c->next = committed;
+	c->earliest_visible = INT64_MAX;
+	c->next_pop_id = 1;
+	if (id >= br->next_cursor_id)
+		br->next_cursor_id = id + 1;
+	if (id >= br->cbyid_cap) {
+		uint32_t ncap = br->cbyid_cap ? br->cbyid_cap : 64;
+		while (ncap <= id)
+			ncap *= 2;
+		br->cbyid = cfx_realloc(br->cbyid, ncap * sizeof *br->cbyid);
+		memset(br->cbyid + br->cbyid_cap, 0, (ncap - br->cbyid_cap) * sizeof *br->cbyid);
+		br->cbyid_cap = ncap;
+	}
+	br->cbyid[id] = c;
+	ctab_insert(br, c);
+	return c;
+}
+
+static struct slot *slot_of(struct cursor *c, uint64_t off)
+{
+	return &c->ring[off & (c->cap - 1)];
+}
+
+/* Makes room in the window for offsets up to `upto` (exclusive). */
+static int window_reserve(struct cursor *c, uint64_t upto, uint32_t max)
+{
+	uint64_t need = upto - c->committed;
+	uint32_t ncap;
+
+	if (need <= c->cap)
+		return 0;
+	if (need > max)
+		return CFX_E2BIG;
+	ncap = c->cap ? c->cap : 64;
+	while (ncap < need)
+		ncap *= 2;
+	struct slot *nr = cfx_calloc(ncap, sizeof *nr);
+	for (uint64_t o = c->committed; o < c->next; o++)
+		nr[o & (ncap - 1)] = c->ring[o & (c->cap - 1)];
+	cfx_free(c->ring);
+	c->ring = nr;
+	c->cap = ncap;
+	return 0;
+}
+
+static void advance_committed(struct cursor *c)
+{
+	while (c->committed < c->next && slot_of(c, c->committed)->state == SLOT_DONE) {
+		*slot_of(c, c->committed) = (struct slot){ 0 };
+		c->committed++;
+	}
+}
+
+/* ------------------------------------------------------------------------
+ * Journal records
+ * ------------------------------------------------------------------------ */
+
+struct rec {
+	uint8_t type;
+	uint64_t seq;
+	uint32_t cursor;
+	uint64_t offset;	/* POP/ACK/CHANGE/SKIP/RESET; committed for DEFINE/STATE */
+	uint64_t next;		/* STATE */
+	uint32_t pop_id;	/* POP/ACK/CHANGE; next_pop_id for STATE */
+	uint16_t attempt;
+	int64_t visible_at;
+	struct cfx_view group, topic; /* DEFINE */
+	uint32_t queue;
+};
+
+static size_t rec_encode(uint8_t *out, const struct rec *r)
+{
+	struct cfx_writer wr = { .p = out + 8, .len = 0, .cap = REC_BYTES_MAX - 8 };
+
+	cfx_write_u8(&wr, r->type);
+	cfx_write_le64(&wr, r->seq);
+	cfx_write_le32(&wr, r->cursor);
+	switch (r->type) {
+	case REC_DEFINE:
+		cfx_write_le16(&wr, (uint16_t)r->group.len);
+		cfx_write_bytes(&wr, r->group.p, r->group.len);
+		cfx_write_le16(&wr, (uint16_t)r->topic.len);
+		cfx_write_bytes(&wr, r->topic.p, r->topic.len);
+		cfx_write_le32(&wr, r->queue);
+		cfx_write_le64(&wr, r->offset);
+		break;
+	case REC_POP:
+	case REC_CHANGE:
+		cfx_write_le64(&wr, r->offset);
+		cfx_write_le32(&wr, r->pop_id);
+		cfx_write_le16(&wr, r->attempt);
+		cfx_write_le64(&wr, (uint64_t)r->visible_at);
+		break;
+	case REC_ACK:
+		cfx_write_le64(&wr, r->offset);
+		cfx_write_le32(&wr, r->pop_id);
+		break;
+	case REC_SKIP:
+	case REC_RESET:
+		cfx_write_le64(&wr, r->offset);
+		break;
+	case REC_STATE:
+		cfx_write_le64(&wr, r->offset);
+		cfx_write_le64(&wr, r->next);
+		cfx_write_le32(&wr, r->pop_id);
+		break;
+	case REC_SNAP:
+		break;
+	}
+	CFX_ASSERT(wr.p == out + 8); /* never grew: records are small */
+	cfx_store_le32(out, (uint32_t)wr.len);
+	cfx_store_le32(out + 4, cfx_crc32c(0, out + 8, wr.len));
+	return wr.len + 8;
+}
+
+/* Decodes one record at the reader; returns 1, 0 at a clean end, -1 if torn or damaged. */
+static int rec_decode(struct cfx_reader *rd, struct rec *r)
+{
+	uint32_t len, crc;
+	const uint8_t *p;
+
+	if (cfx_reader_left(rd) == 0)
+		return 0;
+	len = cfx_read_le32(rd);
+	crc = cfx_read_le32(rd);
+	if (rd->err || len == 0 || len > REC_BYTES_MAX)
+		return -1;
+	p = cfx_read_bytes(rd, len, NULL);
+	if (!p || cfx_crc32c(0, p, len) != crc)
+		return -1;
+	struct cfx_reader in = cfx_reader_make(p, len);
+	memset(r, 0, sizeof *r);
+	r->type = cfx_read_u8(&in);
+	r->seq = cfx_read_le64(&in);
+	r->cursor = cfx_read_le32(&in);
+	switch (r->type) {
+	case REC_DEFINE:
+		r->group.len = cfx_read_le16(&in);
+		r->group.p = cfx_read_bytes(&in, r->group.len, NULL);
+		r->topic.len = cfx_read_le16(&in);
+		r->topic.p = cfx_read_bytes(&in, r->topic.len, NULL);
+		r->queue = cfx_read_le32(&in);
+		r->offset = cfx_read_le64(&in);
+		break;
+	case REC_POP:
+	case REC_CHANGE:
+		r->offset = cfx_read_le64(&in);
+		r->pop_id = cfx_read_le32(&in);
+		r->attempt = cfx_read_le16(&in);
+		r->visible_at = (int64_t)cfx_read_le64(&in);
+		break;
+	case REC_ACK:
+		r->offset = cfx_read_le64(&in);
+		r->pop_id = cfx_read_le32(&in);
+		break;
+	case REC_SKIP:
+	case REC_RESET:
+		r->offset = cfx_read_le64(&in);
+		break;
+	case REC_STATE:
+		r->offset = cfx_read_le64(&in);
+		r->next = cfx_read_le64(&in);
+		r->pop_id = cfx_read_le32(&in);
+		break;
+	case REC_SNAP:
+		break;
+	default:
+		return -1;
+	}
+	return in.err || cfx_reader_left(&in) ? -1 : 1;
+}
+
+/* Appends a record to the journal. @locks pop_mu */
+static int journal(struct cfx_broker *br, struct rec *r)
+{
+	uint8_t buf[REC_BYTES_MAX];
+	size_t n;
+
+	r->seq = ++br->jseq;
+	n = rec_encode(buf, r);
+	if (cfx_pwrite_full(br->fops, br->jfd, buf, n, (off_t)br->jbytes)) {
+		cfx_log_ratelimited(CFX_LOG_ERROR, "broker: cannot write the POP journal: %s",
+				    strerror(errno));
+		return CFX_EIO;
+	}
+	br->jbytes += n;
+	br->jdirty = 1;
+	return 0;
+}
+
+/* Applies a record to the state (replay and snapshot load). @locks pop_mu */
+static void apply(struct cfx_broker *br, const struct rec *r)
+{
+	struct cursor *c = r->type == REC_DEFINE ? NULL : cursor_by_id(br, r->cursor);
+
+	switch (r->type) {
+	case REC_DEFINE:
+		if (!cursor_find(br, r->group, r->topic, r->queue))
+			cursor_new(br, r->cursor, r->group, r->topic, r->queue, r->offset);
+		return;
+	case REC_SNAP:
+		return;
+	}
+	if (!c)
+		return;
+	switch (r->type) {
+	case REC_STATE:
+		c->committed = c->next = r->offset;
+		c->next_pop_id = r->pop_id;
+		if (r->next > r->offset && window_reserve(c, r->next, UINT32_MAX) == 0) {
+			for (uint64_t o = r->offset; o < r->next; o++)
+				*slot_of(c, o) = (struct slot){ .state = SLOT_DONE };
+			c->next = r->next; /* POP records follow for the in-flight ones */
+		}
+		return; /* committed moves only once they are applied */
+	case REC_POP:
+	case REC_SKIP:
+		if (r->offset < c->committed)
+			break;
+		if (window_reserve(c, r->offset + 1, UINT32_MAX))
+			break;
+		while (c->next <= r->offset) /* gaps cannot happen; keep them DONE if they do */
+			*slot_of(c, c->next++) = (struct slot){ .state = SLOT_DONE };
+		if (r->type == REC_SKIP) {
+			*slot_of(c, r->offset) = (struct slot){ .state = SLOT_DONE };
+		} else {
+			struct slot *s = slot_of(c, r->offset);
+			if (s->state != SLOT_INFLIGHT)
+				c->inflight++;
+			*s = (struct slot){ .state = SLOT_INFLIGHT, .attempt = r->attempt,
+					    .pop_id = r->pop_id, .visible_at = r->visible_at };
+			if (r->visible_at < c->earliest_visible)
+				c->earliest_visible = r->visible_at;
+			if (r->pop_id >= c->next_pop_id)
+				c->next_pop_id = r->pop_id + 1;
+		}
+		break;
+	case REC_ACK:
+		if (r->offset >= c->committed && r->offset < c->next &&
+		    slot_of(c, r->offset)->state == SLOT_INFLIGHT) {
+			slot_of(c, r->offset)->state = SLOT_DONE;
+			c->inflight--;
+		}
+		break;
+	case REC_CHANGE:
+		if (r->offset >= c->committed && r->offset < c->next &&
+		    slot_of(c, r->offset)->state == SLOT_INFLIGHT) {
+			struct slot *s = slot_of(c, r->offset);
+			s->pop_id = r->pop_id;
+			s->visible_at = r->visible_at;
+			if (r->visible_at < c->earliest_visible)
+				c->earliest_visible = r->visible_at;
+			if (r->pop_id >= c->next_pop_id)
+				c->next_pop_id = r->pop_id + 1;
+		}
+		break;
+	case REC_RESET:
+		cfx_free(c->ring);
+		c->ring = NULL;
+		c->cap = 0;
+		c->inflight = 0;
+		c->committed = c->next = r->offset;
+		c->earliest_visible = INT64_MAX;
+		break;
+	}
+	advance_committed(c);
+}
+
+/* ------------------------------------------------------------------------
+ * Snapshot, open, close
+ * ------------------------------------------------------------------------ */
+
+static void path_in(struct cfx_broker *br, const char *name, char *out, size_t len)
+{
+	snprintf(out, len, "%s/%s", br->pop_dir, name);
+}
+
+/* Writes the whole state as records into a buffer. @locks pop_mu */
+static void snapshot_build(struct cfx_broker *br, struct cfx_writer *wr)
+{
+	struct rec r = { .type = REC_SNAP, .seq = br->jseq };
+	uint8_t buf[REC_BYTES_MAX];
+
+	cfx_write_bytes(wr, buf, rec_encode(buf, &r));
+	for (uint32_t i = 0; i < br->ccap; i++)
+		for (struct cursor *c = br->ctab[i]; c; c = c->hnext) {
+			r = (struct rec){ .type = REC_DEFINE, .seq = br->jseq, .cursor = c->id,
+					  .group = { (uint8_t *)c->group, c->glen },
+					  .topic = { (uint8_t *)c->topic, c->tlen },
+					  .queue = c->queue, .offset = c->committed };
+			cfx_write_bytes(wr, buf, rec_encode(buf, &r));
+			r = (struct rec){ .type = REC_STATE, .seq = br->jseq, .cursor = c->id,
+					  .offset = c->committed, .next = c->next,
+					  .pop_id = c->next_pop_id };
+			cfx_write_bytes(wr, buf, rec_encode(buf, &r));
+			for (uint64_t o = c->committed; o < c->next; o++) {
+				struct slot *s = slot_of(c, o);
+				if (s->state != SLOT_INFLIGHT)
+					continue;
+				r = (struct rec){ .type = REC_POP, .seq = br->jseq, .cursor = c->id,
+						  .offset = o, .pop_id = s->pop_id,
+						  .attempt = s->attempt, .visible_at = s->visible_at };
+				cfx_write_bytes(wr, buf, rec_encode(buf, &r));
+			}
+		}
+}
+
+/* Replaces the snapshot and starts an empty journal. @locks pop_mu */
+static int snapshot_write(struct cfx_broker *br)
+{
+	char path[PATH_MAX];
+	struct cfx_writer wr;
+	int r;
+
+	cfx_writer_init(&wr, 4096);
+	snapshot_build(br, &wr);
+	path_in(br, "snapshot", path, sizeof path);
+	r = cfx_write_file_atomic(br->fops, path, wr.p, wr.len);
+	cfx_writer_free(&wr);
+	if (r) {
+		cfx_log_error("broker: cannot write the POP snapshot: %s", strerror(-r));
+		return cfx_err_from_errno(-r);
+	}
+	/* The snapshot covers every record so far: the journal starts over. */
+	if (br->fops->ftruncate(br->jfd, 0) == 0 && br->fops->fdatasync(br->jfd) == 0) {
+		br->jbytes = 0;
+		br->jdirty = 0;
+	}
+	return 0;
+}
+
+static int replay_file(struct cfx_broker *br, const char *name, uint64_t *snap_seq, int is_journal,
+		       uint64_t *valid_bytes)
+{
+	char path[PATH_MAX];
+	struct cfx_reader rd;
+	struct stat stbuf;
+	uint8_t *data;
+	struct rec r;
+	int fd, rc = 0;
+
+	path_in(br, name, path, sizeof path);
+	fd = br->fops->open(path, O_RDONLY, 0);
+	if (fd < 0)
+		return fd == -ENOENT ? 0 : cfx_err_from_errno(-fd);
+	br->fops->fstat(fd, &stbuf);
+	data = cfx_malloc((size_t)stbuf.st_size + 1);
+	if (cfx_pread_full(br->fops, fd, data, (size_t)stbuf.st_size, 0) && stbuf.st_size) {
+		br->fops->close(fd);
+		cfx_free(data);
+		return CFX_EIO;
+	}
+	br->fops->close(fd);
+	rd = cfx_reader_make(data, (size_t)stbuf.st_size);
+	for (;;) {
+		size_t at = rd.pos;
+		int d = rec_decode(&rd, &r);
+		if (d == 0)
+			break;
+		if (d < 0) {
+			if (!is_journal) {
+				cfx_log_error("broker: %s is damaged at byte %zu", path, at);
+				rc = CFX_ECORRUPT;
+			} else {
+				cfx_log_warn("broker: POP journal ends with a torn record at byte %zu; "
+					     "dropping it",
+					     at);
+			}
+			rd.pos = at;
+			break;
+		}
+		if (!is_journal && r.type == REC_SNAP)
+			*snap_seq = r.seq;
+		if (is_journal && r.seq <= *snap_seq)
+			continue; /* already in the snapshot */
+		apply(br, &r);
+		if (r.seq > br->jseq)
+			br->jseq = r.seq;
+	}
+	if (valid_bytes)
+		*valid_bytes = rd.pos;
+	cfx_free(data);
+	return rc;
+}
+
+static int load_secret(struct cfx_broker *br)
+{
+	char path[PATH_MAX];
+	int fd, r;
+
+	path_in(br, "secret", path, sizeof path);
+	fd = br->fops->open(path, O_RDONLY, 0);
+	if (fd >= 0) {
+		r = cfx_pread_full(br->fops, fd, br->secret, sizeof br->secret, 0);
+		br->fops->close(fd);
+		if (r == 0)
+			return 0;
+	}
+	if (getrandom(br->secret, sizeof br->secret, 0) != (ssize_t)sizeof br->secret)
+		return CFX_ESYS;
+	r = cfx_write_file_atomic(br->fops, path, br->secret, sizeof br->secret);
+	return r ? cfx_err_from_errno(-r) : 0;
+}
+
+int pop__open(struct cfx_broker *br)
+{
+	char path[PATH_MAX];
+	uint64_t snap_seq = 0, valid = 0;
+	int rc;
+
+	rc = cfx_err_from_errno(-cfx_mkdir_p(br->fops, br->pop_dir));
+	if (!rc)
+		rc = load_secret(br);
+	if (!rc)
+		rc = replay_file(br, "snapshot", &snap_seq, 0, NULL);
+	if (!rc)
+		rc = replay_file(br, "journal", &snap_seq, 1, &valid);
+	if (rc)
+		return rc;
+	if (br->jseq < snap_seq)
+		br->jseq = snap_seq;
+	path_in(br, "journal", path, sizeof path);
+	br->jfd = br->fops->open(path, O_RDWR | O_CREAT, 0644);
+	if (br->jfd < 0)
+		return cfx_err_from_errno(-br->jfd);
+	/* Cut a torn tail so that new records follow the last good one. */
+	br->fops->ftruncate(br->jfd, (off_t)valid);
+	br->jbytes = valid;
+	cfx_log_info("broker: POP state: %u cursors", br->ccount);
+	return 0;
+}
+
+void pop__close(struct cfx_broker *br)
+{
+	pthread_mutex_lock(&br->pop_mu);
+	if (br->jfd >= 0) {
+		snapshot_write(br);
+		br->fops->close(br->jfd);
+		br->jfd = -1;
+	}
+	for (uint32_t i = 0; i < br->ccap; i++)
+		while (br->ctab[i]) {
+			struct cursor *c = br->ctab[i];
+			br->ctab[i] = c->hnext;
+			cfx_free(c->ring);
+			cfx_free(c->group);
+			cfx_free(c->topic);
+			cfx_free(c);
+		}
+	CFX_FREE(br->ctab);
+	CFX_FREE(br->cbyid);
+	br->cbyid_cap = 0;
+	br->ccap = br->ccount = 0;
+	pthread_mutex_unlock(&br->pop_mu);
+}
+
+/* ------------------------------------------------------------------------
+ * Receipt handles
+ * ------------------------------------------------------------------------ */
+
+#define HANDLE_VERSION 1
+#define HANDLE_BODY 31 /* version 1, queue 4, offset 8, pop_id 4, pop_ms 8, invisible 4, attempt 2 */
+#define HANDLE_MAC 9
+
+struct handle {
+	uint32_t queue;
+	uint64_t offset;
+	uint32_t pop_id;
+	int64_t pop_ms;
+	uint32_t invisible_ms;
+	uint16_t attempt;
+};
+
+static void handle_mac(struct cfx_broker *br, struct cfx_view g, struct cfx_view t,
+		       const uint8_t *body, uint8_t out[HANDLE_MAC])
+{
+	uint8_t msg[2 * 256 + HANDLE_BODY + 2], md[EVP_MAX_MD_SIZE];
+	unsigned mdlen = sizeof md;
+	size_t n = 0;
+
+	/* The handle is bound to its group and topic. */
+	CFX_ASSERT(g.len < 256 && t.len < 256);
+	memcpy(msg + n, g.p, g.len);
+	n += g.len;
+	msg[n++] = 0;
+	memcpy(msg + n, t.p, t.len);
+	n += t.len;
+	msg[n++] = 0;
+	memcpy(msg + n, body, HANDLE_BODY);
+	n += HANDLE_BODY;
+	HMAC(EVP_sha256(), br->secret, sizeof br->secret, msg, n, md, &mdlen);
+	memcpy(out, md, HANDLE_MAC);
+}
+
+static const char b64url[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+static void handle_encode(struct cfx_broker *br, struct cfx_view g, struct cfx_view t,
+			  const struct handle *h, char out[CFX_HANDLE_MAX])
+{
+	uint8_t raw[HANDLE_BODY + HANDLE_MAC];
+	size_t o = 0;
+
+	raw[0] = HANDLE_VERSION;
+	cfx_store_le32(raw + 1, h->queue);
+	cfx_store_le64(raw + 5, h->offset);
+	cfx_store_le32(raw + 13, h->pop_id);
+	cfx_store_le64(raw + 17, (uint64_t)h->pop_ms);
+	cfx_store_le32(raw + 25, h->invisible_ms);
+	cfx_store_le16(raw + 29, h->attempt);
+	handle_mac(br, g, t, raw, raw + HANDLE_BODY);
+	/* 40 bytes -> 54 base64url characters (no padding). */
+	for (size_t i = 0; i < sizeof raw; i += 3) {
+		uint32_t v = (uint32_t)raw[i] << 16;
+		size_t n = sizeof raw - i;
+		if (n > 1)
+			v |= (uint32_t)raw[i + 1] << 8;
+		if (n > 2)
+			v |= raw[i + 2];
+		out[o++] = b64url[(v >> 18) & 63];
+		out[o++] = b64url[(v >> 12) & 63];
+		if (n > 1)
+			out[o++] = b64url[(v >> 6) & 63];
+		if (n > 2)
+			out[o++] = b64url[v & 63];
+	}
+	out[o] = '\0';
+}
+
+static int b64val(char c)
+{
+	const char *p = c ? strchr(b64url, c) : NULL;
+	return p ? (int)(p - b64url) : -1;
+}
+
+static int handle_decode(struct cfx_broker *br, struct cfx_view g, struct cfx_view t,
+			 const char *text, struct handle *h)
+{
+	uint8_t raw[HANDLE_BODY + HANDLE_MAC], mac[HANDLE_MAC];
+	size_t len = strnlen(text, CFX_HANDLE_MAX), o = 0;
+
+	if (len != 54)
+		return CFX_EINVAL;
+	for (size_t i = 0; i < len; i += 4) {
+		uint32_t v = 0;
+		size_t n = CFX_MIN((size_t)4, len - i);
+		for (size_t k = 0; k < 4; k++) {
+			int x = k < n ? b64val(text[i + k]) : 0;
+			if (x < 0)
+				return CFX_EINVAL;
+			v = v << 6 | (uint32_t)x;
+		}
+		for (size_t k = 0; k < n - 1 && o < sizeof raw; k++)
+			raw[o++] = (uint8_t)(v >> (16 - 8 * k));
+	}
+	if (o != sizeof raw || raw[0] != HANDLE_VERSION)
+		return CFX_EINVAL;
+	handle_mac(br, g, t, raw, mac);
+	if (CRYPTO_memcmp(mac, raw + HANDLE_BODY, HANDLE_MAC) != 0)
+		return CFX_EINVAL;
+	h->queue = cfx_load_le32(raw + 1);
+	h->offset = cfx_load_le64(raw + 5);
+	h->pop_id = cfx_load_le32(raw + 13);
+	h->pop_ms = (int64_t)cfx_load_le64(raw + 17);
+	h->invisible_ms = cfx_load_le32(raw + 25);
+	h->attempt = cfx_load_le16(raw + 29);
+	return 0;
+}
+
+/* ------------------------------------------------------------------------
+ * Pop
+ * ------------------------------------------------------------------------ */
+
+void cfx_pop_result_init(struct cfx_pop_result *r)
+{
+	memset(r, 0, sizeof *r);
+}
+
+static void pop_result_reset(struct cfx_pop_result *r)
+{
+	for (uint32_t i = 0; i < r->nrd; i++)
+		cfx_read_result_free(&r->rd[i]);
+	r->nrd = 0;
+	r->count = 0;
+}
+
+void cfx_pop_result_free(struct cfx_pop_result *r)
+{
+	pop_result_reset(r);
+	CFX_FREE(r->msgs);
+	r->cap = 0;
+}
+
+static struct cfx_read_result *result_rd(struct cfx_pop_result *r)
+{
+	if (r->nrd == CFX_ARRAY_LEN(r->rd))
+		return NULL;
+	cfx_read_result_init(&r->rd[r->nrd]);
+	return &r->rd[r->nrd++];
+}
+
+static struct cfx_popped *result_push(struct cfx_pop_result *r)
+{
+	if (r->count == r->cap) {
+		r->cap = r->cap ? r->cap * 2 : 32;
+		r->msgs = cfx_realloc(r->msgs, r->cap * sizeof *r->msgs);
+	}
+	return &r->msgs[r->count++];
+}
+
+static int tag_matches(const struct cfx_pop_req *req, struct cfx_view tag)
+{
+	if (!req->tags)
+		return 1;
+	for (uint32_t i = 0; i < req->ntags; i++)
+		if (cfx_view_eq_str(tag, req->tags[i]))
+			return 1;
+	return 0;
+}
+
+static struct cursor *cursor_get(struct cfx_broker *br, struct cfx_view g, struct cfx_view t,
+				 uint32_t q, uint64_t start)
+{
+	struct cursor *c = cursor_find(br, g, t, q);
+	struct rec r;
+
+	if (c)
+		return c;
+	c = cursor_new(br, br->next_cursor_id, g, t, q, start);
+	r = (struct rec){ .type = REC_DEFINE, .cursor = c->id, .group = g, .topic = t,
+			  .queue = q, .offset = start };
+	journal(br, &r);
+	return c;
+}
+
+static void deliver(struct cfx_broker *br, const struct cfx_pop_req *req, struct cursor *c,
+		    const struct cfx_msg_view *v, uint32_t attempt, int64_t now,
+		    struct cfx_pop_result *res)
+{
+	struct slot *s = slot_of(c, v->offset);
+	struct cfx_popped *p = result_push(res);
+	struct handle h;
+	struct rec r;
+
+	if (s->state != SLOT_INFLIGHT)
+		c->inflight++;
+	*s = (struct slot){ .state = SLOT_INFLIGHT, .attempt = (uint16_t)attempt,
+			    .pop_id = c->next_pop_id++, .visible_at = now + req->invisible_ms };
+	if (s->visible_at < c->earliest_visible)
+		c->earliest_visible = s->visible_at;
+	r = (struct rec){ .type = REC_POP, .cursor = c->id, .offset = v->offset,
+			  .pop_id = s->pop_id, .attempt = s->attempt, .visible_at = s->visible_at };
+	journal(br, &r);
+	h = (struct handle){ .queue = c->queue, .offset = v->offset, .pop_id = s->pop_id,
+			     .pop_ms = now, .invisible_ms = (uint32_t)req->invisible_ms,
+			     .attempt = (uint16_t)attempt };
+	p->v = *v;
+	p->queue = c->queue;
+	p->attempt = attempt;
+	p->pop_ms = now;
+	handle_encode(br, req->group, req->topic, &h, p->handle);
+}
+
+/* Messages of one queue whose invisibility expired. @locks pop_mu */
+static void pop_expired(struct cfx_broker *br, const struct cfx_pop_req *req, struct cursor *c,
+			int64_t now, struct cfx_pop_result *res)
+{
+	int64_t earliest = INT64_MAX;
+
+	if (c->earliest_visible > now)
+		return;
+	for (uint64_t o = c->committed; o < c->next; o++) {
+		struct slot *s = slot_of(c, o);
+		if (s->state != SLOT_INFLIGHT)
+			continue;
+		if (s->visible_at > now || res->count >= req->max_msgs) {
+			if (s->visible_at < earliest)
+				earliest = s->visible_at;
+			continue;
+		}
+		struct cfx_read_result *rd = result_rd(res);
+		if (!rd) {
+			earliest = now; /* come back for the rest */
+			break;
+		}
+		int rc = cfx_store_read(br->st, req->topic, c->queue, o, 1, 1, rd);
+		if (rc || rd->count == 0 || rd->msgs[0].offset != o) {
+			/* Gone (retention) or unreadable: nothing to redeliver. */
+			s->state = SLOT_DONE;
+			c->inflight--;
+			struct rec r = { .type = REC_ACK, .cursor = c->id, .offset = o,
+					 .pop_id = s->pop_id };
+			journal(br, &r);
+			continue;
+		}
+		deliver(br, req, c, &rd->msgs[0], s->attempt + 1u, now, res);
+		if (s->visible_at < earliest)
+			earliest = s->visible_at;
+	}
+	c->earliest_visible = earliest;
+	advance_committed(c);
+}
+
+/* New messages of one queue. @locks pop_mu */
+static void pop_new(struct cfx_broker *br, const struct cfx_pop_req *req, struct cursor *c,
+		    int64_t now, struct cfx_pop_result *res)
+{
+	uint32_t wmax = br->o.inflight_max ? br->o.inflight_max : WINDOW_MAX_DEFAULT;
+	uint64_t start, end;
+	uint32_t scanned = 0;
+
+	cfx_store_queue_bounds(br->st, req->topic, c->queue, &start, &end);
+	if (c->next < start) {
+		/* Retention deleted what this group never read: move on. */
+		struct rec r = { .type = REC_RESET, .cursor = c->id, .offset = start };
+		journal(br, &r);
+		apply(br, &r);
+	}
+	while (res->count < req->max_msgs && c->next < end && scanned < 4096) {
+		struct cfx_read_result *rd = result_rd(res);
+		uint32_t want = req->max_msgs - res->count;
+		if (!rd)
+			break;
+		if (window_reserve(c, c->next + want, wmax))
+			break; /* too many in flight on this queue */
+		int rc = cfx_store_read(br->st, req->topic, c->queue, c->next, req->tags ? 64 : want,
+					1u << 20, rd);
+		if (rc == CFX_ECORRUPT || rc == CFX_EUNSUPPORTED) {
+			/* An unreadable batch is skipped, so the group is not stuck on it. */
+			cfx_log_ratelimited(CFX_LOG_WARN, "broker: %s/%u: skipping an unreadable "
+					    "batch at offset %" PRIu64 " for group %s",
+					    c->topic, c->queue, c->next, c->group);
+			while (c->next < rd->next_offset && window_reserve(c, c->next + 1, wmax) == 0) {
+				struct rec r = { .type = REC_SKIP, .cursor = c->id, .offset = c->next };
+				journal(br, &r);
+				*slot_of(c, c->next++) = (struct slot){ .state = SLOT_DONE };
+			}
+			break;
+		}
+		if (rc || rd->count == 0)
+			break;
+		for (uint32_t i = 0; i < rd->count && res->count < req->max_msgs; i++) {
+			const struct cfx_msg_view *v = &rd->msgs[i];
+			if (window_reserve(c, v->offset + 1, wmax))
+				break;
+			c->next = v->offset + 1;
+			scanned++;
+			if (!tag_matches(req, v->tag)) {
+				struct rec r = { .type = REC_SKIP, .cursor = c->id, .offset = v->offset };
+				journal(br, &r);
+				*slot_of(c, v->offset) = (struct slot){ .state = SLOT_DONE };
+				continue;
+			}
+			deliver(br, req, c, v, 1, now, res);
+		}
+	}
+	advance_committed(c);
+}
+
+int cfx_broker_pop(struct cfx_broker *br, const struct cfx_pop_req *req,
+		   struct cfx_pop_result *res)
+{
+	struct cfx_topic_info ti;
+	struct cfx_group_info gi;
+	int64_t now = cfx_clock_wall_ms();
+	uint32_t first;
+	int rc;
+
+	pop_result_reset(res);
+	if (req->max_msgs == 0 || req->invisible_ms < 0 || req->invisible_ms > UINT32_MAX)
+		return CFX_EINVAL;
+	rc = cfx_broker_topic_get(br, req->topic, 0, &ti);
+	if (!rc)
+		rc = cfx_broker_group_get(br, req->group, 1, &gi);
+	if (rc)
+		return rc;
+	first = atomic_fetch_add(&br->rr_pop, 1);
+	pthread_mutex_lock(&br->pop_mu);
+	/* Expired messages first, over all queues; then new ones. */
+	for (uint32_t k = 0; k < ti.queues && res->count < req->max_msgs; k++) {
+		uint32_t q = (first + k) % ti.queues;
+		struct cursor *c = cursor_find(br, req->group, req->topic, q);
+		if (c)
+			pop_expired(br, req, c, now, res);
+	}
+	for (uint32_t k = 0; k < ti.queues && res->count < req->max_msgs; k++) {
+		uint32_t q = (first + k) % ti.queues;
+		struct cursor *c = cursor_find(br, req->group, req->topic, q);
+		if (!c) {
+			/* A new group starts at the end: messages sent from now on. */
+			uint64_t start, end;
+			cfx_store_queue_bounds(br->st, req->topic, q, &start, &end);
+			c = cursor_get(br, req->group, req->topic, q, end);
+		}
+		pop_new(br, req, c, now, res);
+	}
+	pthread_mutex_unlock(&br->pop_mu);
+	return 0;
+}
+
+int cfx_broker_subscribe(struct cfx_broker *br, struct cfx_view group, struct cfx_view topic)
+{
+	struct cfx_topic_info ti;
+	int rc = cfx_broker_topic_get(br, topic, 0, &ti);
+
+	if (rc)
+		return rc;
+	pthread_mutex_lock(&br->pop_mu);
+	for (uint32_t q = 0; q < ti.queues; q++) {
+		if (cursor_find(br, group, topic, q))
+			continue;
+		uint64_t start, end;
+		cfx_store_queue_bounds(br->st, topic, q, &start, &end);
+		cursor_get(br, group, topic, q, end);
+	}
+	pthread_mutex_unlock(&br->pop_mu);
+	return 0;
+}
+
+/* ------------------------------------------------------------------------
+ * Ack and change
+ * ------------------------------------------------------------------------ */
+
+/* Finds the in-flight slot a handle names. @locks pop_mu */
+static int handle_slot(struct cfx_broker *br, struct cfx_view g, struct cfx_view t, const char *text,
+		       struct handle *h, struct cursor **cp, struct slot **sp)
+{
+	struct cursor *c;
+	struct slot *s;
+
+	if (handle_decode(br, g, t, text, h))
+		return CFX_EINVAL;
+	if (h->pop_ms + h->invisible_ms <= cfx_clock_wall_ms())
+		return CFX_EINVAL; /* expired: the message may be redelivered already */
+	c = cursor_find(br, g, t, h->queue);
+	if (!c || h->offset < c->committed || h->offset >= c->next)
+		return CFX_EINVAL;
+	s = slot_of(c, h->offset);
+	if (s->state != SLOT_INFLIGHT || s->pop_id != h->pop_id)
+		return CFX_EINVAL; /* acknowledged, or superseded by a newer handle */
+	*cp = c;
+	*sp = s;
+	return 0;
+}
+
+int cfx_broker_ack(struct cfx_broker *br, struct cfx_view group, struct cfx_view topic,
+		   const char *handle)
+{
+	struct handle h;
+	struct cursor *c;
+	struct slot *s;
+	int rc;
+
+	pthread_mutex_lock(&br->pop_mu);
+	rc = handle_slot(br, group, topic, handle, &h, &c, &s);
+	if (!rc) {
+		struct rec r = { .type = REC_ACK, .cursor = c->id, .offset = h.offset,
+				 .pop_id = h.pop_id };
+		rc = journal(br, &r);
+		if (!rc) {
+			s->state = SLOT_DONE;
+			c->inflight--;
+			advance_committed(c);
+		}
+	}
+	pthread_mutex_unlock(&br->pop_mu);
+	return rc;
+}
+
+int cfx_broker_change_invisible(struct cfx_broker *br, struct cfx_view group,
+				struct cfx_view topic, const char *handle, int64_t invisible_ms,
+				char *new_handle)
+{
+	int64_t now = cfx_clock_wall_ms();
+	struct handle h;
+	struct cursor *c;
+	struct slot *s;
+	int rc, wake = 0;
+
+	if (invisible_ms < 0 || invisible_ms > UINT32_MAX)
+		return CFX_ERANGE;
+	pthread_mutex_lock(&br->pop_mu);
+	rc = handle_slot(br, group, topic, handle, &h, &c, &s);
+	if (!rc) {
+		struct rec r = { .type = REC_CHANGE, .cursor = c->id, .offset = h.offset,
+				 .pop_id = c->next_pop_id, .visible_at = now + invisible_ms };
+		rc = journal(br, &r);
+		if (!rc) {
+			s->pop_id = c->next_pop_id++;
+			s->visible_at = now + invisible_ms;
+			if (s->visible_at < c->earliest_visible)
+				c->earliest_visible = s->visible_at;
+			h.pop_id = s->pop_id;
+			h.pop_ms = now;
+			h.invisible_ms = (uint32_t)invisible_ms;
+			handle_encode(br, group, topic, &h, new_handle);
+			wake = invisible_ms == 0;
+		}
+	}
+	pthread_mutex_unlock(&br->pop_mu);
+	if (wake)
+		broker__wake(br, group, topic); /* a negative ack: visible now */
+	return rc;
+}
+
+/* ------------------------------------------------------------------------
+ * Group positions
+ * ------------------------------------------------------------------------ */
+
+int cfx_broker_group_queue_state(struct cfx_broker *br, struct cfx_view group,
+				 struct cfx_view topic, uint32_t queue,
+				 struct cfx_group_queue_state *st)
+{
+	uint64_t start;
+	struct cursor *c;
+
+	memset(st, 0, sizeof *st);
+	cfx_store_queue_bounds(br->st, topic, queue, &start, &st->end);
+	pthread_mutex_lock(&br->pop_mu);
+	c = cursor_find(br, group, topic, queue);
+	if (c) {
+		st->committed = c->committed;
+		st->next = c->next;
+		st->inflight = c->inflight;
+	}
+	pthread_mutex_unlock(&br->pop_mu);
+	return c ? 0 : CFX_ENOENT;
+}
+
+int cfx_broker_group_reset(struct cfx_broker *br, struct cfx_view group, struct cfx_view topic,
+			   int64_t offset, int64_t ts_ms)
+{
+	struct cfx_topic_info ti;
+	int rc = cfx_broker_topic_get(br, topic, 0, &ti);
+
+	if (rc)
+		return rc;
+	pthread_mutex_lock(&br->pop_mu);
+	for (uint32_t q = 0; q < ti.queues; q++) {
+		uint64_t start, end, to;
+		cfx_store_queue_bounds(br->st, topic, q, &start, &end);
+		if (ts_ms >= 0)
+			cfx_store_offset_for_time(br->st, topic, q, ts_ms, &to);
+		else
+			to = offset < 0 ? end : (uint64_t)offset;
+		to = CFX_MAX(start, CFX_MIN(to, end));
+		struct cursor *c = cursor_get(br, group, topic, q, to);
+		struct rec r = { .type = REC_RESET, .cursor = c->id, .offset = to };
+		journal(br, &r);
+		apply(br, &r);
+	}
+	pthread_mutex_unlock(&br->pop_mu);
+	broker__wake(br, group, topic);
+	return 0;
+}
+
+/* ------------------------------------------------------------------------
+ * Watches (long polling)
+ * ------------------------------------------------------------------------ */
+
+uint64_t cfx_broker_watch(struct cfx_broker *br, struct cfx_view group, struct cfx_view topic,
+			  void (*fn)(void *arg), void *arg)
+{
+	struct watch *w = cfx_calloc(1, sizeof *w);
+
+	w->group = cfx_strndup((const char *)group.p, group.len);
+	w->topic = cfx_strndup((const char *)topic.p, topic.len);
+	w->fn = fn;
+	w->arg = arg;
+	pthread_mutex_lock(&br->watch_mu);
+	w->id = ++br->next_watch_id;
+	w->next = br->watches;
+	br->watches = w;
+	pthread_mutex_unlock(&br->watch_mu);
+	return w->id;
+}
+
+int cfx_broker_unwatch(struct cfx_broker *br, uint64_t id)
+{
+	struct watch **pp, *w = NULL;
+
+	pthread_mutex_lock(&br->watch_mu);
+	for (pp = &br->watches; *pp; pp = &(*pp)->next)
+		if ((*pp)->id == id) {
+			w = *pp;
+			*pp = w->next;
+			break;
+		}
+	pthread_mutex_unlock(&br->watch_mu);
+	if (!w)
+		return 0;
+	cfx_free(w->group);
+	cfx_free(w->topic);
+	cfx_free(w);
+	return 1;
+}
+
+void broker__wake(struct cfx_broker *br, struct cfx_view group, struct cfx_view topic)
+{
+	struct watch *fire = NULL, **pp;
+
+	pthread_mutex_lock(&br->watch_mu);
+	for (pp = &br->watches; *pp;) {
+		struct watch *w = *pp;
+		if (cfx_view_eq_str(topic, w->topic) && (!group.p || cfx_view_eq_str(group, w->group))) {
+			*pp = w->next;
+			w->next = fire;
+			fire = w;
+		} else {
+			pp = &w->next;
+		}
+	}
+	pthread_mutex_unlock(&br->watch_mu);
+	while (fire) {
+		struct watch *w = fire;
+		fire = w->next;
+		w->fn(w->arg);
+		cfx_free(w->group);
+		cfx_free(w->topic);
+		cfx_free(w);
+	}
+}
+
+/* ------------------------------------------------------------------------
+ * The timer tick
+ * ------------------------------------------------------------------------ */
+
+struct due {
+	char *group, *topic;
+};
+
+void pop__tick(struct cfx_broker *br, int64_t now_ms)
+{
+	struct due *due = NULL;
+	uint32_t ndue = 0, capdue = 0;
+	int64_t now = cfx_clock_wall_ms();
+
+	CFX_UNUSED(now_ms);
+	pthread_mutex_lock(&br->pop_mu);
+	if (br->jdirty && br->jfd >= 0) {
+		if (br->fops->fdatasync(br->jfd) == 0)
+			br->jdirty = 0;
+		else
+			cfx_log_ratelimited(CFX_LOG_ERROR, "broker: fdatasync of the POP journal "
+					    "failed: %s", strerror(errno));
+	}
+	if (br->jbytes > br->o.pop_journal_bytes_max)
+		snapshot_write(br);
+	/* In-flight messages that became visible: wake their long polls. */
+	for (uint32_t i = 0; i < br->ccap; i++)
+		for (struct cursor *c = br->ctab[i]; c; c = c->hnext) {
+			if (!c->inflight || c->earliest_visible > now)
+				continue;
+			if (ndue == capdue) {
+				capdue = capdue ? capdue * 2 : 16;
+				due = cfx_realloc(due, capdue * sizeof *due);
+			}
+			due[ndue].group = cfx_strdup(c->group);
+			due[ndue].topic = cfx_strdup(c->topic);
+			ndue++;
+		}
+	pthread_mutex_unlock(&br->pop_mu);
+	for (uint32_t i = 0; i < ndue; i++) {
+		broker__wake(br, CFX_VIEW_STR(due[i].group), CFX_VIEW_STR(due[i].topic));
+		cfx_free(due[i].group);
+		cfx_free(due[i].topic);
+	}
+	cfx_free(due);
+}

@@ -1,0 +1,373 @@
+/*
+ * Unit tests for src/broker (pop.c, send.c, meta.c): topics and groups,
+ * sending, POP with invisibility, acknowledgement, handles, watches, and
+ * recovery of the POP state.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <unistd.h>
+
+#include "base/err.h"
+#include "broker/broker.h"
+#include "../store/store_test_util.h"
+
+struct fx {
+	char *dir;
+	struct cfx_broker_opts o;
+	struct cfx_broker *br;
+};
+
+static int setup(void **state)
+{
+	struct fx *f = cfx_calloc(1, sizeof *f);
+
+	cfx_log_set_level(CFX_LOG_ERROR);
+	f->dir = tu_tmpdir();
+	cfx_broker_opts_default(&f->o);
+	tu_small_opts(&f->o.store, f->dir);
+	f->o.default_queues = 4;
+	*state = f;
+	return cfx_broker_open(&f->o, &f->br, NULL);
+}
+
+static int teardown(void **state)
+{
+	struct fx *f = *state;
+	if (f->br)
+		cfx_broker_close(f->br);
+	tu_rmdir(f->dir);
+	cfx_free(f);
+	return 0;
+}
+
+static void reopen(struct fx *f)
+{
+	assert_int_equal(cfx_broker_close(f->br), 0);
+	f->br = NULL;
+	assert_int_equal(cfx_broker_open(&f->o, &f->br, NULL), 0);
+}
+
+struct sent {
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	int done;
+	struct cfx_send_result res[64];
+	uint32_t n;
+};
+
+static void sent_cb(void *arg, const struct cfx_send_result *res, uint32_t n)
+{
+	struct sent *s = arg;
+	pthread_mutex_lock(&s->mu);
+	memcpy(s->res, res, n * sizeof *res);
+	s->n = n;
+	s->done = 1;
+	pthread_cond_signal(&s->cv);
+	pthread_mutex_unlock(&s->mu);
+}
+
+/* Sends `n` messages with bodies "<prefix>-<i>" and tag `tag`; waits. */
+static void send_n(struct fx *f, const char *topic, const char *prefix, int n, const char *tag,
+		   const char *group, struct sent *s)
+{
+	struct cfx_send_msg m[64];
+	char bodies[64][32];
+
+	memset(s, 0, sizeof *s);
+	pthread_mutex_init(&s->mu, NULL);
+	pthread_cond_init(&s->cv, NULL);
+	for (int i = 0; i < n; i++) {
+		int len = snprintf(bodies[i], sizeof bodies[i], "%s-%d", prefix, i);
+		memset(&m[i], 0, sizeof m[i]);
+		m[i].m.body = (struct cfx_view){ (uint8_t *)bodies[i], (size_t)len };
+		m[i].m.key_null = 1;
+		m[i].m.tag = tag ? CFX_VIEW_STR(tag) : (struct cfx_view){ 0 };
+		m[i].type = group ? CFX_MSG_FIFO : CFX_MSG_NORMAL;
+		m[i].group = group ? CFX_VIEW_STR(group) : (struct cfx_view){ 0 };
+	}
+	assert_int_equal(cfx_broker_send(f->br, CFX_VIEW_STR(topic), m, (uint32_t)n,
+					 CFX_DURABILITY_SYNC, sent_cb, s), 0);
+	pthread_mutex_lock(&s->mu);
+	while (!s->done)
+		pthread_cond_wait(&s->cv, &s->mu);
+	pthread_mutex_unlock(&s->mu);
+	for (int i = 0; i < n; i++)
+		assert_int_equal(s->res[i].err, 0);
+	assert_int_equal(cfx_store_wait_dispatched(cfx_broker_store(f->br), 5000), 0);
+}
+
+static uint32_t pop(struct fx *f, const char *group, const char *topic, uint32_t max,
+		    int64_t invisible_ms, struct cfx_pop_result *res)
+{
+	struct cfx_pop_req req = { .group = CFX_VIEW_STR(group), .topic = CFX_VIEW_STR(topic),
+				   .max_msgs = max, .invisible_ms = invisible_ms };
+	assert_int_equal(cfx_broker_pop(f->br, &req, res), 0);
+	return res->count;
+}
+
+/* ------------------------------------------------------------------------ */
+
+static void test_topics_persist_and_types(void **state)
+{
+	struct fx *f = *state;
+	struct cfx_topic_info ti;
+
+	assert_int_equal(cfx_broker_topic_create(f->br, "orders", CFX_MSG_FIFO, 3), 0);
+	assert_int_equal(cfx_broker_topic_create(f->br, "orders", CFX_MSG_FIFO, 3), CFX_EEXIST);
+	assert_int_equal(cfx_broker_topic_create(f->br, "bad name", CFX_MSG_FIFO, 3), CFX_ETOPIC);
+	assert_int_equal(cfx_broker_topic_create(f->br, "q0", CFX_MSG_NORMAL, 0), CFX_EQUEUE);
+	assert_int_equal(cfx_broker_topic_update(f->br, "orders", CFX_MSG_FIFO, 2), CFX_EQUEUE);
+	assert_int_equal(cfx_broker_topic_update(f->br, "orders", CFX_TOPIC_MIXED, 5), 0);
+	reopen(f);
+	assert_int_equal(cfx_broker_topic_get(f->br, CFX_VIEW_STR("orders"), 0, &ti), 0);
+	assert_int_equal(ti.type, CFX_TOPIC_MIXED);
+	assert_int_equal(ti.queues, 5);
+	/* Auto-creation makes MIXED topics with the default queue count. */
+	assert_int_equal(cfx_broker_topic_get(f->br, CFX_VIEW_STR("auto"), 1, &ti), 0);
+	assert_int_equal(ti.type, CFX_TOPIC_MIXED);
+	assert_int_equal(ti.queues, 4);
+	assert_int_equal(cfx_broker_topic_delete(f->br, "auto"), 0);
+	assert_int_equal(cfx_broker_topic_get(f->br, CFX_VIEW_STR("auto"), 0, &ti), CFX_ENOENT);
+	assert_true(cfx_broker_type_accepts(CFX_TOPIC_MIXED, CFX_MSG_DELAY));
+	assert_false(cfx_broker_type_accepts(CFX_MSG_NORMAL, CFX_MSG_FIFO));
+}
+
+static void test_send_chooses_queues(void **state)
+{
+	struct fx *f = *state;
+	struct sent s;
+	struct cfx_send_msg m = { .m = { .body = CFX_VIEW_STR("x") }, .type = CFX_MSG_FIFO };
+
+	assert_int_equal(cfx_broker_topic_create(f->br, "plain", CFX_MSG_NORMAL, 4), 0);
+	/* Wrong type, and types not served yet, are refused whole. */
+	assert_int_equal(cfx_broker_send(f->br, CFX_VIEW_STR("plain"), &m, 1, 0, sent_cb, &s),
+			 CFX_EINVAL);
+	m.type = CFX_MSG_DELAY;
+	assert_int_equal(cfx_broker_send(f->br, CFX_VIEW_STR("mixed1"), &m, 1, 0, sent_cb, &s),
+			 CFX_EUNSUPPORTED);
+	/* A message group always lands on the same queue, in order. */
+	assert_int_equal(cfx_broker_topic_create(f->br, "fifo", CFX_MSG_FIFO, 4), 0);
+	send_n(f, "fifo", "g", 5, NULL, "group-A", &s);
+	for (int i = 1; i < 5; i++) {
+		assert_int_equal(s.res[i].queue, s.res[0].queue);
+		assert_int_equal(s.res[i].offset, s.res[0].offset + (uint64_t)i);
+	}
+	uint32_t qa = s.res[0].queue;
+	send_n(f, "fifo", "g", 1, NULL, "group-A", &s);
+	assert_int_equal(s.res[0].queue, qa);
+	/* Without a group, successive requests go round-robin. */
+	uint32_t seen = 0;
+	for (int i = 0; i < 8; i++) {
+		send_n(f, "plain", "p", 1, NULL, NULL, &s);
+		seen |= 1u << s.res[0].queue;
+	}
+	assert_int_equal(seen, 0xf);
+}
+
+static void test_pop_ack_and_positions(void **state)
+{
+	struct fx *f = *state;
+	struct cfx_pop_result res;
+	struct sent s;
+	int seen[20] = { 0 };
+
+	cfx_pop_result_init(&res);
+	assert_int_equal(cfx_broker_topic_create(f->br, "t", CFX_MSG_NORMAL, 4), 0);
+	assert_int_equal(cfx_broker_subscribe(f->br, CFX_VIEW_STR("g1"), CFX_VIEW_STR("t")), 0);
+	for (int b = 0; b < 4; b++)
+		send_n(f, "t", "m", 5, NULL, NULL, &s);
+	/* Everything once, in two pops; then nothing. */
+	uint32_t total = 0;
+	while (pop(f, "g1", "t", 12, 30000, &res)) {
+		for (uint32_t i = 0; i < res.count; i++) {
+			assert_int_equal(res.msgs[i].attempt, 1);
+			assert_int_equal(cfx_broker_ack(f->br, CFX_VIEW_STR("g1"), CFX_VIEW_STR("t"),
+							 res.msgs[i].handle), 0);
+			/* A second ack of the same handle is refused. */
+			assert_int_equal(cfx_broker_ack(f->br, CFX_VIEW_STR("g1"), CFX_VIEW_STR("t"),
+							 res.msgs[i].handle), CFX_EINVAL);
+			seen[res.msgs[i].queue * 5 + res.msgs[i].v.offset]++;
+		}
+		total += res.count;
+	}
+	assert_int_equal(total, 20);
+	for (int i = 0; i < 20; i++)
+		assert_int_equal(seen[i], 1);
+	for (uint32_t q = 0; q < 4; q++) {
+		struct cfx_group_queue_state gs;
+		assert_int_equal(cfx_broker_group_queue_state(f->br, CFX_VIEW_STR("g1"),
+							      CFX_VIEW_STR("t"), q, &gs), 0);
+		assert_int_equal(gs.committed, 5);
+		assert_int_equal(gs.end, 5);
+		assert_int_equal(gs.inflight, 0);
+	}
+	/* A second group sees the same messages independently (after a reset to 0). */
+	assert_int_equal(cfx_broker_group_reset(f->br, CFX_VIEW_STR("g2"), CFX_VIEW_STR("t"), 0, -1), 0);
+	total = 0;
+	while (pop(f, "g2", "t", 32, 30000, &res))
+		total += res.count;
+	assert_int_equal(total, 20);
+	cfx_pop_result_free(&res);
+}
+
+static void test_invisibility_redelivery_and_change(void **state)
+{
+	struct fx *f = *state;
+	struct cfx_pop_result res;
+	struct sent s;
+	char old[CFX_HANDLE_MAX], newh[CFX_HANDLE_MAX];
+
+	cfx_pop_result_init(&res);
+	assert_int_equal(cfx_broker_topic_create(f->br, "inv", CFX_MSG_NORMAL, 1), 0);
+	assert_int_equal(cfx_broker_subscribe(f->br, CFX_VIEW_STR("g"), CFX_VIEW_STR("inv")), 0);
+	send_n(f, "inv", "x", 1, NULL, NULL, &s);
+	assert_int_equal(pop(f, "g", "inv", 1, 200, &res), 1);
+	strcpy(old, res.msgs[0].handle);
+	/* Invisible meanwhile... */
+	assert_int_equal(pop(f, "g", "inv", 1, 200, &res), 0);
+	usleep(300000);
+	/* ...then delivered again, attempt 2, and the old handle is stale. */
+	assert_int_equal(pop(f, "g", "inv", 1, 10000, &res), 1);
+	assert_int_equal(res.msgs[0].attempt, 2);
+	assert_memory_equal(res.msgs[0].v.body.p, "x-0", 3);
+	assert_int_equal(cfx_broker_ack(f->br, CFX_VIEW_STR("g"), CFX_VIEW_STR("inv"), old), CFX_EINVAL);
+	/* Change: a new handle; the previous one stops working. */
+	strcpy(old, res.msgs[0].handle);
+	assert_int_equal(cfx_broker_change_invisible(f->br, CFX_VIEW_STR("g"), CFX_VIEW_STR("inv"),
+						     old, 0, newh), 0);
+	assert_string_not_equal(old, newh);
+	assert_int_equal(cfx_broker_ack(f->br, CFX_VIEW_STR("g"), CFX_VIEW_STR("inv"), old), CFX_EINVAL);
+	/* Invisible 0 = a negative ack: visible again at once. */
+	assert_int_equal(pop(f, "g", "inv", 1, 10000, &res), 1);
+	assert_int_equal(res.msgs[0].attempt, 3);
+	/* Forged, foreign and garbage handles are refused. */
+	strcpy(old, res.msgs[0].handle);
+	old[10] = old[10] == 'A' ? 'B' : 'A';
+	assert_int_equal(cfx_broker_ack(f->br, CFX_VIEW_STR("g"), CFX_VIEW_STR("inv"), old), CFX_EINVAL);
+	assert_int_equal(cfx_broker_ack(f->br, CFX_VIEW_STR("other"), CFX_VIEW_STR("inv"),
+					 res.msgs[0].handle), CFX_EINVAL);
+	assert_int_equal(cfx_broker_ack(f->br, CFX_VIEW_STR("g"), CFX_VIEW_STR("inv"), "garbage"),
+			 CFX_EINVAL);
+	assert_int_equal(cfx_broker_ack(f->br, CFX_VIEW_STR("g"), CFX_VIEW_STR("inv"),
+					 res.msgs[0].handle), 0);
+	cfx_pop_result_free(&res);
+}
+
+static void test_tag_filter(void **state)
+{
+	struct fx *f = *state;
+	struct cfx_pop_result res;
+	struct sent s;
+	const char *tags[] = { "B" };
+	struct cfx_pop_req req = { .group = CFX_VIEW_STR("g"), .topic = CFX_VIEW_STR("tags"),
+				   .tags = tags, .ntags = 1, .max_msgs = 32, .invisible_ms = 30000 };
+
+	cfx_pop_result_init(&res);
+	assert_int_equal(cfx_broker_topic_create(f->br, "tags", CFX_MSG_NORMAL, 1), 0);
+	assert_int_equal(cfx_broker_subscribe(f->br, CFX_VIEW_STR("g"), CFX_VIEW_STR("tags")), 0);
+	send_n(f, "tags", "a", 3, "A", NULL, &s);
+	send_n(f, "tags", "b", 2, "B", NULL, &s);
+	send_n(f, "tags", "c", 3, "A", NULL, &s);
+	assert_int_equal(cfx_broker_pop(f->br, &req, &res), 0);
+	assert_int_equal(res.count, 2);
+	for (uint32_t i = 0; i < 2; i++) {
+		assert_true(cfx_view_eq_str(res.msgs[i].v.tag, "B"));
+		cfx_broker_ack(f->br, req.group, req.topic, res.msgs[i].handle);
+	}
+	/* Skipped messages count as done: the position is past all eight. */
+	struct cfx_group_queue_state gs;
+	cfx_broker_group_queue_state(f->br, req.group, req.topic, 0, &gs);
+	assert_int_equal(gs.committed, 8);
+	cfx_pop_result_free(&res);
+}
+
+static atomic_int woken;
+
+static void wake_cb(void *arg)
+{
+	(void)arg;
+	woken++;
+}
+
+static void test_watch_fires_on_new_message(void **state)
+{
+	struct fx *f = *state;
+	struct sent s;
+
+	assert_int_equal(cfx_broker_topic_create(f->br, "w", CFX_MSG_NORMAL, 1), 0);
+	woken = 0;
+	uint64_t id = cfx_broker_watch(f->br, CFX_VIEW_STR("g"), CFX_VIEW_STR("w"), wake_cb, NULL);
+	uint64_t id2 = cfx_broker_watch(f->br, CFX_VIEW_STR("g"), CFX_VIEW_STR("other"), wake_cb, NULL);
+	send_n(f, "w", "x", 1, NULL, NULL, &s);
+	for (int i = 0; i < 100 && !woken; i++)
+		usleep(10000);
+	assert_int_equal(woken, 1);
+	assert_int_equal(cfx_broker_unwatch(f->br, id), 0);  /* already fired */
+	assert_int_equal(cfx_broker_unwatch(f->br, id2), 1); /* never fired */
+}
+
+static void test_pop_state_survives_restart_and_crash(void **state)
+{
+	struct fx *f = *state;
+	struct cfx_pop_result res;
+	struct sent s;
+	char keep[CFX_HANDLE_MAX];
+
+	cfx_pop_result_init(&res);
+	assert_int_equal(cfx_broker_topic_create(f->br, "dur", CFX_MSG_NORMAL, 1), 0);
+	assert_int_equal(cfx_broker_subscribe(f->br, CFX_VIEW_STR("g"), CFX_VIEW_STR("dur")), 0);
+	send_n(f, "dur", "d", 6, NULL, NULL, &s);
+	assert_int_equal(pop(f, "g", "dur", 6, 60000, &res), 6);
+	/* Ack 0, 1, 3; keep 2 in flight with a handle; 4, 5 in flight. */
+	for (int i = 0; i < 6; i++)
+		if (i == 0 || i == 1 || i == 3)
+			assert_int_equal(cfx_broker_ack(f->br, CFX_VIEW_STR("g"), CFX_VIEW_STR("dur"),
+							 res.msgs[i].handle), 0);
+	strcpy(keep, res.msgs[2].handle);
+
+	/* A clean restart: the handle still works, acked ones never come back. */
+	reopen(f);
+	assert_int_equal(pop(f, "g", "dur", 6, 60000, &res), 0);
+	assert_int_equal(cfx_broker_ack(f->br, CFX_VIEW_STR("g"), CFX_VIEW_STR("dur"), keep), 0);
+	struct cfx_group_queue_state gs;
+	cfx_broker_group_queue_state(f->br, CFX_VIEW_STR("g"), CFX_VIEW_STR("dur"), 0, &gs);
+	assert_int_equal(gs.committed, 4);
+	assert_int_equal(gs.inflight, 2);
+
+	/* A crash (an image of the live directory): the journal restores it. */
+	char *imgdir = tu_tmpdir(), img[PATH_MAX];
+	snprintf(img, sizeof img, "%s/image", imgdir);
+	assert_int_equal(tu_copy_tree(f->dir, img), 0);
+	struct cfx_broker_opts o = f->o;
+	o.store.dir = img;
+	struct cfx_broker *b2;
+	assert_int_equal(cfx_broker_open(&o, &b2, NULL), 0);
+	cfx_broker_group_queue_state(b2, CFX_VIEW_STR("g"), CFX_VIEW_STR("dur"), 0, &gs);
+	assert_int_equal(gs.committed, 4);
+	assert_int_equal(gs.next, 6);
+	assert_int_equal(gs.inflight, 2);
+	cfx_broker_close(b2);
+	tu_rmdir(imgdir);
+	cfx_pop_result_free(&res);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_topics_persist_and_types, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_send_chooses_queues, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_pop_ack_and_positions, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_invisibility_redelivery_and_change, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_tag_filter, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_watch_fires_on_new_message, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_pop_state_survives_restart_and_crash, setup,
+						teardown),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
