@@ -224,6 +224,17 @@ int cfx_broker_change_invisible(struct cfx_broker *br, struct cfx_view group,
 				char *new_handle);
 
 /*
+ * Moves an in-flight message to the group's dead-letter queue
+ * (`%DLQ%<group>`, created on demand, one queue), with properties
+ * DLQ_ORIGIN_TOPIC and DLQ_ORIGIN_MESSAGE_ID, then acknowledges it. `cb`
+ * gets one result (the stored copy's queue and offset). Errors as
+ * cfx_broker_ack, or the store's.
+ */
+int cfx_broker_forward_dlq(struct cfx_broker *br, struct cfx_view group, struct cfx_view topic,
+			   const char *handle, enum cfx_durability durability, cfx_send_cb cb,
+			   void *arg);
+
+/*
  * Long polling: calls fn(arg) (on the dispatcher or timer thread) the next
  * time a message may have become available to `group` on `topic`: a new
  * message dispatched, or an in-flight one becoming visible. One-shot;

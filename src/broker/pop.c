@@ -1193,3 +1193,102 @@ void pop__tick(struct cfx_broker *br, int64_t now_ms)
 	}
 	cfx_free(due);
 }
+
+/* ------------------------------------------------------------------------
+ * Dead letters
+ * ------------------------------------------------------------------------ */
+
+struct dlq_op {
+	struct cfx_broker *br;
+	char *group, *topic;
+	char handle[CFX_HANDLE_MAX];
+	cfx_send_cb cb;
+	void *arg;
+};
+
+static void dlq_sent(void *arg, const struct cfx_send_result *res, uint32_t n)
+{
+	struct dlq_op *op = arg;
+	struct cfx_send_result r = res[0];
+
+	CFX_UNUSED(n);
+	if (!r.err) {
+		/* Stored in the dead-letter queue: the original is done. */
+		int rc = cfx_broker_ack(op->br, CFX_VIEW_STR(op->group), CFX_VIEW_STR(op->topic),
+					op->handle);
+		if (rc)
+			r.err = rc;
+	}
+	op->cb(op->arg, &r, 1);
+	cfx_free(op->group);
+	cfx_free(op->topic);
+	cfx_free(op);
+}
+
+int cfx_broker_forward_dlq(struct cfx_broker *br, struct cfx_view group, struct cfx_view topic,
+			   const char *handle, enum cfx_durability durability, cfx_send_cb cb,
+			   void *arg)
+{
+	struct cfx_read_result rd;
+	struct handle h;
+	struct cursor *c;
+	struct slot *s;
+	char dlq[160];
+	int rc;
+
+	pthread_mutex_lock(&br->pop_mu);
+	rc = handle_slot(br, group, topic, handle, &h, &c, &s);
+	pthread_mutex_unlock(&br->pop_mu);
+	if (rc)
+		return rc;
+	if (snprintf(dlq, sizeof dlq, "%%DLQ%%%.*s", (int)group.len, group.p) >= 128)
+		return CFX_ETOPIC;
+	if (cfx_broker_topic_get(br, CFX_VIEW_STR(dlq), 0, &(struct cfx_topic_info){ 0 }) ==
+	    CFX_ENOENT) {
+		rc = cfx_broker_topic_create(br, dlq, CFX_TOPIC_MIXED, 1);
+		if (rc && rc != CFX_EEXIST)
+			return rc;
+	}
+	cfx_read_result_init(&rd);
+	rc = cfx_store_read(br->st, topic, h.queue, h.offset, 1, 1, &rd);
+	if (!rc && (rd.count == 0 || rd.msgs[0].offset != h.offset))
+		rc = CFX_ENOENT;
+	if (!rc) {
+		const struct cfx_msg_view *v = &rd.msgs[0];
+		struct cfx_prop props[CFX_MSG_PROPS_MAX];
+		uint32_t np = 0;
+		size_t cur = 0;
+		struct cfx_prop p;
+
+		while (np < CFX_MSG_PROPS_MAX - 5 && cfx_msg_view_next_prop(v, &cur, &p))
+			props[np++] = p;
+		props[np++] = (struct cfx_prop){ CFX_VIEW_STR("DLQ_ORIGIN_TOPIC"), topic };
+		props[np++] = (struct cfx_prop){ CFX_VIEW_STR("DLQ_ORIGIN_MESSAGE_ID"), v->msg_id };
+		struct cfx_send_msg m = { .m = { .key = v->key,
+						 .key_null = v->key_null,
+						 .body = v->body,
+						 .body_null = v->body_null,
+						 .tag = v->tag,
+						 .msg_id = v->msg_id,
+						 .born_ms = v->born_ms,
+						 .flag = v->flag,
+						 .props = props,
+						 .prop_count = np },
+					  .type = CFX_MSG_NORMAL };
+		struct dlq_op *op = cfx_calloc(1, sizeof *op);
+		op->br = br;
+		op->group = cfx_strndup((const char *)group.p, group.len);
+		op->topic = cfx_strndup((const char *)topic.p, topic.len);
+		snprintf(op->handle, sizeof op->handle, "%s", handle);
+		op->cb = cb;
+		op->arg = arg;
+		rc = cfx_broker_send(br, CFX_VIEW_STR(dlq), &m, 1, durability, dlq_sent, op);
+		if (rc) {
+			cfx_free(op->group);
+			cfx_free(op->topic);
+			cfx_free(op);
+		}
+	}
+	cfx_read_result_free(&rd);
+	return rc;
+}

@@ -145,6 +145,32 @@ static void conn_free(void *arg)
 	struct cfx_conn *c = arg;
 	struct loop_state *ls = state_of(c);
 
+	/* Best effort: what the protocol queued last (a GOAWAY, trailers) goes
+	 * out if the socket takes it now; the close does not wait for it. */
+	for (int i = 0; i < 8 && c->out_head; i++) {
+		struct iovec iov[16];
+		int n = 0;
+		for (struct out_chunk *ch = c->out_head; ch && n < 16; ch = ch->next, n++) {
+			iov[n].iov_base = ch->data + ch->off;
+			iov[n].iov_len = ch->len - ch->off;
+		}
+		ssize_t w = c->ops->writev(c, iov, n);
+		if (w <= 0)
+			break;
+		while (w > 0 && c->out_head) {
+			struct out_chunk *ch = c->out_head;
+			size_t left = ch->len - ch->off;
+			if ((size_t)w < left) {
+				ch->off += (size_t)w;
+				w = 0;
+			} else {
+				w -= (ssize_t)left;
+				c->out_head = ch->next;
+				cfx_free(ch);
+			}
+		}
+	}
+
 	if (c->proto->on_close)
 		c->proto->on_close(c);
 	if (c->handle) {

@@ -11,10 +11,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <pthread.h>
+#include <unistd.h>
 
 #include "base/err.h"
 #include "base/log.h"
+#include "broker/broker.h"
 #include "cmd/confluxd/settings.h"
+#include "net/conn.h"
+#include "proto/grpc/rmq.h"
 #include "store/store.h"
 
 #define CFX_VERSION "0.1.0"
@@ -112,14 +117,56 @@ static void log_recovery(const char *dir, const struct cfx_store_recovery *r)
 			     r->truncated_bytes ? "; the torn tail was cut off" : "");
 }
 
+/* Is `addr` ("host:port") on the loopback interface? */
+static int is_loopback(const char *addr)
+{
+	char host[256];
+	int port;
+
+	if (cfx_parse_hostport(addr, host, sizeof host, &port))
+		return 0;
+	return !strncmp(host, "127.", 4) || !strcmp(host, "::1") || !strcmp(host, "localhost");
+}
+
+static int listen_enabled(const char *addr)
+{
+	return addr && *addr && strcmp(addr, "off") != 0;
+}
+
+/* The secure default: no listener beyond loopback without authentication. */
+static int check_exposure(const struct cfx_settings *s)
+{
+	const char *addrs[] = { s->grpc_listen, s->http_listen };
+	const char *names[] = { "grpc.listen", "http.listen" };
+
+	for (int i = 0; i < 2; i++) {
+		if (!listen_enabled(addrs[i]) || is_loopback(addrs[i]))
+			continue;
+		if (!s->allow_anonymous) {
+			cfx_log_error("%s = %s is not a loopback address and no authentication is "
+				      "configured; set allow_anonymous = true to accept anonymous "
+				      "clients from the network",
+				      names[i], addrs[i]);
+			return -1;
+		}
+		cfx_log_warn("%s = %s accepts anonymous clients from the network "
+			     "(allow_anonymous = true)",
+			     names[i], addrs[i]);
+	}
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	struct cfx_settings s;
-	struct cfx_store_opts so;
+	struct cfx_broker_opts bo;
 	struct cfx_store_recovery rec;
-	struct cfx_store *st = NULL;
+	struct cfx_broker *br = NULL;
+	struct cfx_server *srv = NULL;
+	struct rmq_service *rmq = NULL;
+	struct rmq_opts ro;
 	sigset_t sigs;
-	int rc, sig;
+	int rc, sig, nthreads;
 
 	for (int i = 1; i < argc; i++) {
 		if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
@@ -141,9 +188,13 @@ int main(int argc, char **argv)
 		return rc;
 	}
 	cfx_log_set_level(s.log_level);
+	if (check_exposure(&s)) {
+		cfx_conf_free(cfx_settings_table, cfx_settings_count, &s);
+		return 2;
+	}
 
-	/* Signals are taken synchronously by this thread; every thread the
-	 * store starts inherits the blocked mask. */
+	/* Signals are taken synchronously by this thread; every thread started
+	 * later inherits the blocked mask. */
 	sigemptyset(&sigs);
 	sigaddset(&sigs, SIGTERM);
 	sigaddset(&sigs, SIGINT);
@@ -152,14 +203,48 @@ int main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 
 	cfx_log_info("confluxd %s starting; data directory %s", CFX_VERSION, s.data_dir);
-	cfx_settings_to_store_opts(&s, &so);
-	rc = cfx_store_open(&so, &st, &rec);
+	cfx_broker_opts_default(&bo);
+	cfx_settings_to_store_opts(&s, &bo.store);
+	bo.auto_create = s.auto_create;
+	bo.default_queues = (uint32_t)s.default_queues;
+	bo.pop_flush_interval_ms = s.pop_flush_interval_ms;
+	rc = cfx_broker_open(&bo, &br, &rec);
 	if (rc) {
-		cfx_log_error("store: cannot open %s: %s", s.data_dir, cfx_strerror(rc));
+		cfx_log_error("cannot open %s: %s", s.data_dir, cfx_strerror(rc));
 		cfx_conf_free(cfx_settings_table, cfx_settings_count, &s);
 		return 1;
 	}
 	log_recovery(s.data_dir, &rec);
+
+	nthreads = s.net_threads ? (int)s.net_threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
+	rc = cfx_server_new(&srv, nthreads);
+	if (!rc && listen_enabled(s.grpc_listen)) {
+		rmq_opts_default(&ro);
+		ro.broker_name = s.broker_name;
+		ro.advertised = *s.grpc_advertised ? s.grpc_advertised : NULL;
+		ro.durability = s.durability == CFX_SETTINGS_SYNC ? CFX_DURABILITY_SYNC
+								  : CFX_DURABILITY_ASYNC;
+		ro.max_body_bytes = s.message_body_max;
+		ro.long_poll_max_ms = s.long_poll_max_ms;
+		rmq = rmq_service_new(br, &ro);
+		struct cfx_listener_opts lo = { .name = "grpc",
+						.addr = s.grpc_listen,
+						.proto = &grpc_conn_proto,
+						.proto_arg = &rmq->grpc,
+						.conn_max = (uint32_t)s.grpc_connections_max,
+						.idle_ms = s.idle_timeout_ms };
+		rc = cfx_server_listen(srv, &lo, NULL);
+	}
+	if (!rc)
+		rc = cfx_server_start(srv);
+	if (rc) {
+		cfx_log_error("cannot start the network listeners: %s", cfx_strerror(rc));
+		cfx_server_free(srv);
+		rmq_service_free(rmq);
+		cfx_broker_close(br);
+		cfx_conf_free(cfx_settings_table, cfx_settings_count, &s);
+		return 1;
+	}
 	cfx_log_info("confluxd ready");
 
 	for (;;) {
@@ -181,8 +266,11 @@ int main(int argc, char **argv)
 		}
 		break;
 	}
-	cfx_log_info("%s received; flushing and shutting down", strsignal(sig));
-	rc = cfx_store_close(st);
+	cfx_log_info("%s received; finishing requests, flushing and shutting down", strsignal(sig));
+	cfx_server_stop(srv, 5000);
+	cfx_server_free(srv);
+	rmq_service_free(rmq);
+	rc = cfx_broker_close(br);
 	if (rc)
 		cfx_log_error("store: shutdown was not clean: %s", cfx_strerror(rc));
 	else

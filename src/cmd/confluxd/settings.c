@@ -12,6 +12,7 @@
 #define DAY_MS (24LL * 3600 * 1000)
 
 static const char *const log_levels[] = { "error", "warn", "info", "debug", NULL };
+static const char *const durabilities[] = { "async", "sync", NULL };
 
 const struct cfx_conf_def cfx_settings_table[] = {
 	{ "data_dir", "data-dir", CFX_CONF_STRING, OFF(data_dir), "./data", 0, 0, NULL, 0,
@@ -55,6 +56,41 @@ const struct cfx_conf_def cfx_settings_table[] = {
 	{ "store.populate_ahead", NULL, CFX_CONF_SIZE, OFF(populate_ahead_bytes), "16MiB", 0,
 	  1 * GiB, NULL, 0,
 	  "How much of the log is pre-faulted ahead of the writer (0 disables)." },
+	{ "store.durability", NULL, CFX_CONF_ENUM, OFF(durability), "async", 0, 0, durabilities, 0,
+	  "When a sent message is acknowledged: async (in the page cache; flushed every "
+	  "store.flush_interval) or sync (on disk, group commit)." },
+
+	{ "grpc.listen", "grpc-listen", CFX_CONF_STRING, OFF(grpc_listen), "127.0.0.1:8081", 0, 0,
+	  NULL, 0, "Address of the RocketMQ 5 gRPC API (host:port, or off)." },
+	{ "grpc.advertised", NULL, CFX_CONF_STRING, OFF(grpc_advertised), "", 0, 0, NULL, 0,
+	  "host:port that routes tell clients to use; empty = the address the client dialled." },
+	{ "http.listen", "http-listen", CFX_CONF_STRING, OFF(http_listen), "127.0.0.1:8080", 0, 0,
+	  NULL, 0, "Address of the admin HTTP API and /metrics (host:port, or off)." },
+	{ "allow_anonymous", "allow-anonymous", CFX_CONF_BOOL, OFF(allow_anonymous), "false", 0, 0,
+	  NULL, 0,
+	  "Allow listening on non-loopback addresses without authentication (off: such "
+	  "addresses are refused at start)." },
+	{ "net.threads", NULL, CFX_CONF_INT, OFF(net_threads), "0", 0, 256, NULL, 0,
+	  "Network event loops (threads); 0 = one per CPU core." },
+	{ "grpc.connections_max", NULL, CFX_CONF_INT, OFF(grpc_connections_max), "10000", 1,
+	  1000000, NULL, 0, "gRPC connections at once; more are refused." },
+	{ "net.idle_timeout", NULL, CFX_CONF_DURATION, OFF(idle_timeout_ms), "2m", 0, DAY_MS, NULL,
+	  0, "Close connections idle this long (without open calls; 0 = never)." },
+
+	{ "broker.name", NULL, CFX_CONF_STRING, OFF(broker_name), "conflux", 0, 0, NULL, 0,
+	  "Name of this broker in routes." },
+	{ "broker.auto_create", NULL, CFX_CONF_BOOL, OFF(auto_create), "true", 0, 0, NULL, 0,
+	  "Create topics (type MIXED) and consumer groups on first use." },
+	{ "broker.default_queues", NULL, CFX_CONF_INT, OFF(default_queues), "8", 1, 1024, NULL, 0,
+	  "Queues of an automatically created topic." },
+	{ "broker.message_body_max", NULL, CFX_CONF_SIZE, OFF(message_body_max), "4MiB", 1,
+	  1 * GiB, NULL, 0, "Largest message body a producer may send." },
+	{ "broker.long_poll_max", NULL, CFX_CONF_DURATION, OFF(long_poll_max_ms), "20s", 0,
+	  3600000, NULL, 0, "Longest time a receive waits for messages." },
+	{ "broker.pop_flush_interval", NULL, CFX_CONF_DURATION, OFF(pop_flush_interval_ms), "100ms",
+	  1, 60000, NULL, 0,
+	  "How often consumption state (acks) is flushed to disk: what a power failure can "
+	  "forget and redeliver." },
 };
 
 const size_t cfx_settings_count = sizeof cfx_settings_table / sizeof cfx_settings_table[0];

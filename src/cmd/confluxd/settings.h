@@ -27,6 +27,24 @@ struct cfx_settings {
 	int64_t queues_per_topic_max;
 	int verify_crc_on_read;
 	int64_t populate_ahead_bytes;
+	int durability;
+
+	/* network */
+	char *grpc_listen;
+	char *grpc_advertised;
+	char *http_listen;
+	int allow_anonymous;
+	int64_t net_threads;
+	int64_t grpc_connections_max;
+	int64_t idle_timeout_ms;
+
+	/* broker */
+	char *broker_name;
+	int auto_create;
+	int64_t default_queues;
+	int64_t message_body_max;
+	int64_t long_poll_max_ms;
+	int64_t pop_flush_interval_ms;
 };
 
 extern const struct cfx_conf_def cfx_settings_table[];
@@ -34,5 +52,7 @@ extern const size_t cfx_settings_count;
 
 /* Store options from the settings; the strings stay owned by `s`. */
 void cfx_settings_to_store_opts(const struct cfx_settings *s, struct cfx_store_opts *o);
+
+enum { CFX_SETTINGS_ASYNC = 0, CFX_SETTINGS_SYNC = 1 };
 
 #endif

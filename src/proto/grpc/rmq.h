@@ -1,0 +1,79 @@
+/*
+ * rmq.h - the RocketMQ 5 gRPC front end (package apache.rocketmq.v2,
+ * service MessagingService): shared by its handler files only.
+ *
+ * It speaks the wire format (protobuf-c messages, RocketMQ status codes in
+ * every response) and calls the broker core; it never touches the store's
+ * files. Business errors are answered in-band (gRPC OK, Status.code);
+ * gRPC status codes are for transport problems only.
+ */
+#ifndef CFX_PROTO_GRPC_RMQ_H
+#define CFX_PROTO_GRPC_RMQ_H
+
+#include <pthread.h>
+
+#include "apache/rocketmq/v2/service.pb-c.h"
+#include "broker/broker.h"
+#include "proto/grpc/grpc.h"
+
+/* Short names for the generated types and functions. */
+#define PB(t) Apache__Rocketmq__V2__##t
+#define PBF(msg, op) apache__rocketmq__v2__##msg##__##op
+#define RMQ_CODE(c) APACHE__ROCKETMQ__V2__CODE__##c
+
+struct rmq_opts {
+	const char *broker_name;   /* the one broker in every route */
+	const char *advertised;	   /* "host:port" clients should use; NULL = the address they dialled */
+	enum cfx_durability durability;
+	int64_t max_body_bytes;
+	int64_t long_poll_max_ms;  /* ReceiveMessage waits at most this long */
+	int64_t invisible_min_ms;  /* smallest invisible duration a receive may ask for */
+	int64_t auto_renew_invisible_ms; /* invisible duration of auto-renewing consumers */
+};
+
+struct rmq_client;
+
+struct rmq_service {
+	struct rmq_opts o;
+	struct cfx_broker *br;
+	struct grpc_service grpc;
+	pthread_mutex_t clients_mu;
+	struct rmq_client *clients;
+	uint32_t nclients;
+};
+
+/* Creates the service; `br` is borrowed. The grpc_service to listen with is &svc->grpc. */
+struct rmq_service *rmq_service_new(struct cfx_broker *br, const struct rmq_opts *o);
+void rmq_service_free(struct rmq_service *svc);
+void rmq_opts_default(struct rmq_opts *o);
+
+/* ------------------------------------------------------------------------
+ * Shared by the handler files (rmq_*.c)
+ * ------------------------------------------------------------------------ */
+
+static inline struct rmq_service *rmq_svc(struct grpc_call *call)
+{
+	return grpc_call_service_arg(call);
+}
+
+/* Packs `msg` and sends it as the call's response, then finishes with gRPC OK. */
+void rmq_reply(struct grpc_call *call, const ProtobufCMessage *msg);
+/* Maps a broker error to a RocketMQ code and a reason. */
+int rmq_code_from_cfx(int err, const char **why);
+/* The x-mq-client-id of the call, or NULL (then the RPC answers CLIENT_ID_REQUIRED). */
+const char *rmq_client_id(struct grpc_call *call);
+/* A Resource's name as a view (namespace ignored). */
+struct cfx_view rmq_resource(const PB(Resource) * r);
+
+/* Handlers */
+void rmq_send_message(struct grpc_call *call, const uint8_t *msg, size_t len);
+void rmq_receive_message(struct grpc_call *call, const uint8_t *msg, size_t len);
+void rmq_receive_close(struct grpc_call *call);
+void rmq_ack_message(struct grpc_call *call, const uint8_t *msg, size_t len);
+void rmq_change_invisible(struct grpc_call *call, const uint8_t *msg, size_t len);
+void rmq_forward_dlq(struct grpc_call *call, const uint8_t *msg, size_t len);
+
+/* Fills a MessageQueue's broker (endpoints from the request or the advertised address). */
+struct rmq_route_ctx;
+
+#endif
