@@ -14,6 +14,11 @@ for p in $PKGS; do
 		missing="$missing $p"
 	fi
 done
+# Node.js and npm run the official RocketMQ client in the integration tests.
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+	missing="$missing nodejs npm"
+fi
+
 [ -z "$missing" ] && exit 0
 
 echo "install-deps: installing$missing"
