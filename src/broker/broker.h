@@ -256,6 +256,18 @@ int cfx_broker_group_queue_state(struct cfx_broker *br, struct cfx_view group,
 				 struct cfx_view topic, uint32_t queue,
 				 struct cfx_group_queue_state *st);
 
+/*
+ * Calls fn for every (topic, queue) on which `group` has a position, or, if
+ * group.p is NULL, for every position of every group; in no particular
+ * order. `end` is the queue's end offset now; the lag is end - committed.
+ * fn runs under the broker's POP lock: it must be quick and must not call
+ * into the broker; the strings are valid during the call. @thread any
+ */
+void cfx_broker_group_positions(struct cfx_broker *br, struct cfx_view group,
+				void (*fn)(void *arg, const char *group, const char *topic,
+					   uint32_t queue, const struct cfx_group_queue_state *st),
+				void *arg);
+
 /* Moves a group's position on every queue of a topic to `offset` (or to the time). */
 int cfx_broker_group_reset(struct cfx_broker *br, struct cfx_view group, struct cfx_view topic,
 			   int64_t offset, int64_t ts_ms);

@@ -49,6 +49,19 @@ struct cursor {
 	uint32_t next_pop_id;
 };
 
+/*
+ * Traffic counters per topic (stats.c): a fixed table of insert-only
+ * chains, read and extended without locks. All zero is a valid empty
+ * table, so it needs no set-up; stats__free releases it at close.
+ */
+#define STATS_BUCKETS 256
+
+struct tstat;
+
+struct broker_stats {
+	_Atomic(struct tstat *) buckets[STATS_BUCKETS];
+};
+
 struct watch {
 	struct watch *next;
 	uint64_t id;
@@ -87,6 +100,9 @@ struct cfx_broker {
 	struct watch *watches;
 	uint64_t next_watch_id;
 
+	/* traffic counters */
+	struct broker_stats stats;
+
 	/* timer thread */
 	pthread_t timer_thr;
 	pthread_mutex_t timer_mu;
@@ -108,5 +124,12 @@ void pop__tick(struct cfx_broker *br, int64_t now_ms);
 
 /* watch.c is in pop.c: wakes watchers of `topic` (all groups when group is NULL). */
 void broker__wake(struct cfx_broker *br, struct cfx_view group, struct cfx_view topic);
+
+/* stats.c: counts `msgs` messages of `bytes` body bytes appended to / delivered from `topic`. */
+void stats__count_in(struct cfx_broker *br, struct cfx_view topic, uint32_t msgs, uint64_t bytes);
+void stats__count_out(struct cfx_broker *br, struct cfx_view topic, uint32_t msgs,
+		      uint64_t bytes);
+/* Frees the counters (broker teardown, once no thread counts any more). */
+void stats__free(struct cfx_broker *br);
 
 #endif

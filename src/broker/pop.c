@@ -579,6 +579,9 @@ void pop__close(struct cfx_broker *br)
 	br->cbyid_cap = 0;
 	br->ccap = br->ccount = 0;
 	pthread_mutex_unlock(&br->pop_mu);
+	/* The last step of the broker's teardown that may still count (nothing
+	 * pops or sends any more): the traffic counters go with the POP state. */
+	stats__free(br);
 }
 
 /* ------------------------------------------------------------------------
@@ -785,6 +788,7 @@ static void deliver(struct cfx_broker *br, const struct cfx_pop_req *req, struct
 	p->attempt = attempt;
 	p->pop_ms = now;
 	handle_encode(br, req->group, req->topic, &h, p->handle);
+	stats__count_out(br, req->topic, 1, v->body.len);
 }
 
 /* Messages of one queue whose invisibility expired. @locks pop_mu */
@@ -914,9 +918,8 @@ int cfx_broker_pop(struct cfx_broker *br, const struct cfx_pop_req *req,
 		struct cursor *c = cursor_find(br, req->group, req->topic, q);
 		if (!c) {
 			/* A new group starts at the end: messages sent from now on. */
-			uint64_t start, end;
-			cfx_store_queue_bounds(br->st, req->topic, q, &start, &end);
-			c = cursor_get(br, req->group, req->topic, q, end);
+			c = cursor_get(br, req->group, req->topic, q,
+				       cfx_store_queue_next_offset(br->st, req->topic, q));
 		}
 		pop_new(br, req, c, now, res);
 	}
@@ -935,9 +938,7 @@ int cfx_broker_subscribe(struct cfx_broker *br, struct cfx_view group, struct cf
 	for (uint32_t q = 0; q < ti.queues; q++) {
 		if (cursor_find(br, group, topic, q))
 			continue;
-		uint64_t start, end;
-		cfx_store_queue_bounds(br->st, topic, q, &start, &end);
-		cursor_get(br, group, topic, q, end);
+		cursor_get(br, group, topic, q, cfx_store_queue_next_offset(br->st, topic, q));
 	}
 	pthread_mutex_unlock(&br->pop_mu);
 	return 0;
@@ -1053,6 +1054,29 @@ int cfx_broker_group_queue_state(struct cfx_broker *br, struct cfx_view group,
 	return c ? 0 : CFX_ENOENT;
 }
 
+void cfx_broker_group_positions(struct cfx_broker *br, struct cfx_view group,
+				void (*fn)(void *arg, const char *group, const char *topic,
+					   uint32_t queue, const struct cfx_group_queue_state *st),
+				void *arg)
+{
+	pthread_mutex_lock(&br->pop_mu);
+	for (uint32_t i = 0; i < br->ccap; i++)
+		for (struct cursor *c = br->ctab[i]; c; c = c->hnext) {
+			struct cfx_group_queue_state st = { .committed = c->committed,
+							    .next = c->next,
+							    .inflight = c->inflight };
+			uint64_t start;
+
+			if (group.p && (c->glen != group.len || memcmp(c->group, group.p, group.len)))
+				continue;
+			cfx_store_queue_bounds(br->st,
+					       (struct cfx_view){ (uint8_t *)c->topic, c->tlen },
+					       c->queue, &start, &st.end);
+			fn(arg, c->group, c->topic, c->queue, &st);
+		}
+	pthread_mutex_unlock(&br->pop_mu);
+}
+
 int cfx_broker_group_reset(struct cfx_broker *br, struct cfx_view group, struct cfx_view topic,
 			   int64_t offset, int64_t ts_ms)
 {
@@ -1093,12 +1117,14 @@ uint64_t cfx_broker_watch(struct cfx_broker *br, struct cfx_view group, struct c
 	w->topic = cfx_strndup((const char *)topic.p, topic.len);
 	w->fn = fn;
 	w->arg = arg;
+	uint64_t id;
+
 	pthread_mutex_lock(&br->watch_mu);
-	w->id = ++br->next_watch_id;
+	id = w->id = ++br->next_watch_id;
 	w->next = br->watches;
 	br->watches = w;
 	pthread_mutex_unlock(&br->watch_mu);
-	return w->id;
+	return id; /* not w->id: the watch may have fired and gone already */
 }
 
 int cfx_broker_unwatch(struct cfx_broker *br, uint64_t id)

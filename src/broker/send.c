@@ -99,6 +99,7 @@ int cfx_broker_send(struct cfx_broker *br, struct cfx_view topic, const struct c
 	op->pending = 1; /* held until every append is issued */
 	for (uint32_t i = 0; i < count; i++) {
 		uint32_t q = op->msg_queue[i], n = 0;
+		uint64_t bytes = 0;
 		int seen = 0;
 
 		for (uint32_t j = 0; j < i && !seen; j++)
@@ -106,8 +107,10 @@ int cfx_broker_send(struct cfx_broker *br, struct cfx_view topic, const struct c
 		if (seen)
 			continue;
 		for (uint32_t j = i; j < count; j++)
-			if (op->msg_queue[j] == q)
+			if (op->msg_queue[j] == q) {
 				batch[n++] = msgs[j].m;
+				bytes += msgs[j].m.body.len;
+			}
 		struct append_ctx *ac = cfx_malloc(sizeof *ac);
 		ac->op = op;
 		ac->queue = q;
@@ -115,6 +118,8 @@ int cfx_broker_send(struct cfx_broker *br, struct cfx_view topic, const struct c
 		op->pending++;
 		pthread_mutex_unlock(&op->mu);
 		rc = cfx_store_append(br->st, topic, q, batch, n, durability, append_done, ac);
+		if (!rc)
+			stats__count_in(br, topic, n, bytes); /* in the log (sync: durable later) */
 		if (rc) {
 			/* Nothing was written for this queue: its messages fail. */
 			cfx_free(ac);

@@ -8,6 +8,10 @@
  * accept() from spinning when the process runs out of descriptors: it is
  * closed, the pending connection accepted and closed at once, and the
  * spare reopened (libuv's trick).
+ *
+ * Memory connections (the end of this file) have no socket: their owner
+ * feeds them bytes and takes what the protocol wrote, so tests and fuzzers
+ * drive a protocol in-process, with the same write, close and defer rules.
  */
 #include "net/conn.h"
 
@@ -24,6 +28,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "base/buf.h"
 #include "base/err.h"
 #include "base/log.h"
 #include "net/tls.h"
@@ -118,6 +123,14 @@ static const struct cfx_conn_ops tcp_ops = {
 	.free = tcp_free,
 };
 
+static const struct cfx_conn_ops mem_ops;
+static void mem_conn_free(struct cfx_conn *c);
+
+static int conn_is_memory(const struct cfx_conn *c)
+{
+	return c->ops == &mem_ops;
+}
+
 /* ------------------------------------------------------------------------
  * Connections
  * ------------------------------------------------------------------------ */
@@ -131,7 +144,7 @@ static void conn_update_io(struct cfx_conn *c)
 {
 	unsigned ev = 0;
 
-	if (c->closing)
+	if (c->closing || conn_is_memory(c))
 		return;
 	if (!c->read_paused)
 		ev |= CFX_IO_READ;
@@ -143,7 +156,13 @@ static void conn_update_io(struct cfx_conn *c)
 static void conn_free(void *arg)
 {
 	struct cfx_conn *c = arg;
-	struct loop_state *ls = state_of(c);
+	struct loop_state *ls;
+
+	if (conn_is_memory(c)) {
+		mem_conn_free(c);
+		return;
+	}
+	ls = state_of(c);
 
 	/* Best effort: what the protocol queued last (a GOAWAY, trailers) goes
 	 * out if the socket takes it now; the close does not wait for it. */
@@ -206,7 +225,8 @@ void cfx_conn_close(struct cfx_conn *c, const char *why)
 		return;
 	c->closing = 1;
 	c->close_why = why;
-	cfx_io_modify(c->loop, &c->io, 0);
+	if (!conn_is_memory(c))
+		cfx_io_modify(c->loop, &c->io, 0);
 	cfx_loop_defer(c->loop, conn_free, c);
 }
 
@@ -821,4 +841,231 @@ void cfx_server_listener_stats(struct cfx_server *srv, const char *name,
 		st->refused = atomic_load(&sh->refused);
 		st->open = atomic_load(&sh->open);
 	}
+}
+
+/* ------------------------------------------------------------------------
+ * Memory connections
+ *
+ * No socket and no server: the owner feeds input with cfx_conn_feed and
+ * takes output with cfx_conn_take_output, and drives the loop itself with
+ * cfx_loop_run_pending. Everything else is the socket path's: output is
+ * queued in chunks and flushed by deferred work (into the transport's
+ * buffer, which always takes all of it), and a close only marks the
+ * connection and defers the teardown.
+ *
+ * Lifetime, with `torn_down` (on_close ran) and `owner_gone`
+ * (cfx_conn_free_memory ran):
+ *
+ *   open --cfx_conn_close--> closing --deferred conn_free--> torn down
+ *     |                         |                               |
+ *     +---- cfx_conn_free_memory: tears down now if needed -----+
+ *                               |
+ *            freed at once, or by the deferred conn_free when one is
+ *            queued (a close, or a flush that still holds the pointer)
+ *
+ * The struct outlives the teardown until the owner frees it, so the owner
+ * may still take the last output (a GOAWAY) and see that it was closed.
+ * ------------------------------------------------------------------------ */
+
+#define MEM_OUTPUT_BYTES_MAX (16u << 10) /* small, so that tests meet back-pressure */
+
+struct mem_conn {
+	struct cfx_conn c;	 /* first: a struct cfx_conn * is a struct mem_conn * */
+	struct cfx_listener l;	 /* private to this connection */
+	struct lsn_shared sh;
+	struct cfx_writer out;	 /* flushed output not taken yet */
+	int torn_down;		 /* on_close ran; the protocol is gone */
+	int owner_gone;		 /* cfx_conn_free_memory ran */
+	char name[8];		 /* "memory": listener name and address */
+};
+
+static struct mem_conn *mem_of(struct cfx_conn *c)
+{
+	CFX_ASSERT(conn_is_memory(c));
+	return (struct mem_conn *)c;
+}
+
+static ssize_t mem_read(struct cfx_conn *c, void *buf, size_t n)
+{
+	CFX_UNUSED(c);
+	CFX_UNUSED(buf);
+	CFX_UNUSED(n);
+	return -EAGAIN; /* input arrives through cfx_conn_feed only */
+}
+
+static ssize_t mem_writev(struct cfx_conn *c, const struct iovec *iov, int n)
+{
+	struct mem_conn *mc = mem_of(c);
+	size_t total = 0;
+
+	for (int i = 0; i < n; i++) {
+		cfx_write_bytes(&mc->out, iov[i].iov_base, iov[i].iov_len);
+		total += iov[i].iov_len;
+	}
+	return (ssize_t)total;
+}
+
+static int mem_pending(struct cfx_conn *c)
+{
+	CFX_UNUSED(c);
+	return 0;
+}
+
+static void mem_free_transport(struct cfx_conn *c)
+{
+	CFX_UNUSED(c); /* the buffer lives until the owner frees the connection */
+}
+
+static const struct cfx_conn_ops mem_ops = {
+	.read = mem_read,
+	.writev = mem_writev,
+	.pending = mem_pending,
+	.free = mem_free_transport,
+};
+
+/* Moves what is still queued into the transport's buffer (a socket would send it). */
+static void mem_move_queued(struct cfx_conn *c)
+{
+	struct mem_conn *mc = mem_of(c);
+
+	while (c->out_head) {
+		struct out_chunk *ch = c->out_head;
+		cfx_write_bytes(&mc->out, ch->data + ch->off, ch->len - ch->off);
+		c->out_head = ch->next;
+		cfx_free(ch);
+	}
+	c->out_tail = NULL;
+	c->out_bytes = 0;
+}
+
+/* What conn_free does for a socket, minus the socket: the protocol lets go. */
+static void mem_teardown(struct cfx_conn *c)
+{
+	struct mem_conn *mc = mem_of(c);
+
+	CFX_ASSERT(c->closing && !mc->torn_down);
+	mem_move_queued(c);
+	mc->torn_down = 1;
+	if (c->proto->on_close)
+		c->proto->on_close(c);
+	if (c->handle) {
+		c->handle->conn = NULL; /* completions in flight find it gone */
+		if (c->handle->refs == 0)
+			cfx_free(c->handle);
+		c->handle = NULL;
+	}
+	cfx_timer_stop(c->loop, &c->idle_timer);
+	c->ops->free(c);
+	cfx_log_debug(CFX_LOGC_NET, "net: memory connection %llu closed (%s)",
+		      (unsigned long long)c->id, c->close_why ? c->close_why : "done");
+}
+
+static void mem_destroy(struct cfx_conn *c)
+{
+	struct mem_conn *mc = mem_of(c);
+
+	CFX_ASSERT(mc->torn_down && !c->out_head && !c->handle);
+	cfx_writer_free(&mc->out);
+	cfx_free(mc);
+}
+
+/* The deferred conn_free of a memory connection. */
+static void mem_conn_free(struct cfx_conn *c)
+{
+	struct mem_conn *mc = mem_of(c);
+
+	if (!mc->torn_down)
+		mem_teardown(c);
+	if (mc->owner_gone)
+		mem_destroy(c);
+}
+
+struct cfx_conn *cfx_conn_new_memory(struct cfx_loop *loop, const struct cfx_conn_proto *proto,
+				     void *proto_arg)
+{
+	struct mem_conn *mc = cfx_calloc(1, sizeof *mc);
+	struct cfx_conn *c = &mc->c;
+
+	snprintf(mc->name, sizeof mc->name, "memory");
+	mc->sh.name = mc->sh.addr = mc->name;
+	mc->sh.o.name = mc->sh.o.addr = mc->name;
+	mc->sh.o.proto = proto;
+	mc->sh.o.proto_arg = proto_arg;
+	mc->sh.o.output_bytes_max = MEM_OUTPUT_BYTES_MAX;
+	atomic_init(&mc->sh.accepted, 1);
+	atomic_init(&mc->sh.refused, 0);
+	atomic_init(&mc->sh.open, 1);
+	mc->l.io.fd = -1;
+	mc->l.sh = &mc->sh;
+	mc->l.spare_fd = -1;
+
+	c->io.fd = -1;
+	c->io.data = c;
+	c->loop = loop;
+	c->listener = &mc->l;
+	c->ops = &mem_ops;
+	c->proto = proto;
+	c->id = atomic_fetch_add(&next_conn_id, 1);
+	c->last_active_ms = cfx_loop_now_ms(loop);
+	snprintf(c->peer, sizeof c->peer, "memory:%llu", (unsigned long long)c->id);
+	if (proto->on_open && proto->on_open(c))
+		cfx_conn_close(c, "protocol refused");
+	return c;
+}
+
+int cfx_conn_feed(struct cfx_conn *c, const uint8_t *p, size_t n)
+{
+	CFX_ASSERT(conn_is_memory(c));
+	if (c->closing)
+		return 1;
+	if (n == 0)
+		return 0; /* a socket never reports an empty read either */
+	c->last_active_ms = cfx_loop_now_ms(c->loop);
+	if (c->proto->on_read(c, p, n)) {
+		cfx_conn_close(c, "protocol error");
+		return 1;
+	}
+	return c->closing;
+}
+
+size_t cfx_conn_take_output(struct cfx_conn *c, struct cfx_writer *wr)
+{
+	struct mem_conn *mc = mem_of(c);
+	size_t n;
+
+	/* Queued but not flushed yet: the pending flush will find nothing and
+	 * still give the protocol its on_drain. */
+	mem_move_queued(c);
+	n = mc->out.len;
+	cfx_write_bytes(wr, mc->out.p, n);
+	cfx_writer_reset(&mc->out);
+	return n;
+}
+
+void cfx_conn_free_memory(struct cfx_conn *c)
+{
+	struct mem_conn *mc;
+	int free_queued;
+
+	if (!c)
+		return;
+	mc = mem_of(c);
+	CFX_ASSERT(!mc->owner_gone);
+	/* Closed but not torn down: the conn_free cfx_conn_close deferred is queued. */
+	free_queued = c->closing && !mc->torn_down;
+	if (!c->closing) {
+		c->closing = 1;
+		c->close_why = "freed by its owner";
+	}
+	if (!mc->torn_down)
+		mem_teardown(c);
+	mc->owner_gone = 1;
+	if (free_queued)
+		return;
+	if (c->flush_scheduled) {
+		/* flush_task holds the pointer: free after it, in the same deferred queue. */
+		cfx_loop_defer(c->loop, conn_free, c);
+		return;
+	}
+	mem_destroy(c);
 }

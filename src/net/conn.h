@@ -11,6 +11,9 @@
  * A connection is never freed inside its own callbacks: cfx_conn_close
  * marks it closing and frees it at the end of the loop iteration.
  *
+ * Memory connections (the end of this file) carry a protocol without a
+ * socket, so tests and fuzzers can drive it in-process.
+ *
  * @thread loop: every function here runs on the connection's loop.
  */
 #ifndef CFX_NET_CONN_H
@@ -150,5 +153,49 @@ void cfx_server_listener_stats(struct cfx_server *srv, const char *name,
 
 /* Splits "host:port" ("[v6]:port" too). Returns 0 or CFX_EINVAL. */
 int cfx_parse_hostport(const char *s, char *host, size_t host_len, int *port);
+
+/* ------------------------------------------------------------------------
+ * Memory connections: a protocol driven in-process (tests, fuzzers)
+ *
+ * A memory connection has no socket (io.fd is -1) and belongs to no server.
+ * Its owner feeds it input, takes the output the protocol wrote, and runs
+ * the loop's pending work with cfx_loop_run_pending, all on one thread.
+ * Writes, back-pressure, closing and the deferred teardown follow the rules
+ * of socket connections; output is flushed (by deferred work) into a buffer
+ * that takes everything, so reading never pauses. Its listener is private:
+ * named "memory", no idle timeout, a 16 KiB output mark, and `proto_arg`
+ * as cfx_listener_proto_arg.
+ * ------------------------------------------------------------------------ */
+
+struct cfx_writer;
+
+/*
+ * Opens a memory connection on `loop` speaking `proto` (both borrowed until
+ * the connection is freed) and calls proto->on_open. Never NULL: if on_open
+ * refuses, the connection is already closing (cfx_conn_feed returns 1).
+ * The caller owns it and must release it with cfx_conn_free_memory.
+ */
+struct cfx_conn *cfx_conn_new_memory(struct cfx_loop *loop, const struct cfx_conn_proto *proto,
+				     void *proto_arg);
+/*
+ * Hands `n` bytes (borrowed until return) to proto->on_read, as if they had
+ * been read from a socket. Returns 0, or 1 if the connection is closing (the
+ * protocol failed or closed it now or earlier; the input is then dropped).
+ */
+int cfx_conn_feed(struct cfx_conn *c, const uint8_t *p, size_t n);
+/*
+ * Appends everything the protocol wrote and the owner has not taken yet to
+ * `wr` (flushed or still queued), and forgets it. Also works once the
+ * connection closed, for what it wrote last. Returns the number of bytes.
+ */
+size_t cfx_conn_take_output(struct cfx_conn *c, struct cfx_writer *wr);
+/*
+ * Releases a memory connection, open or closing: calls proto->on_close now
+ * if that has not happened yet, and frees the connection now, or in deferred
+ * work already queued for it (the next cfx_loop_run_pending or cfx_loop_free
+ * finishes it). Never call it from the connection's own callbacks. NULL is
+ * ignored.
+ */
+void cfx_conn_free_memory(struct cfx_conn *c);
 
 #endif

@@ -123,26 +123,32 @@ void cfx_timer_start(struct cfx_loop *loop, struct cfx_timer *t, int64_t delay_m
 	heap_up(loop, loop->nheap - 1);
 }
 
-static void run_timers(struct cfx_loop *loop)
+/* Fires the timers that are due; returns how many fired. */
+static uint32_t run_timers(struct cfx_loop *loop)
 {
+	uint32_t n = 0;
+
 	while (loop->nheap && loop->heap[0]->at_ms <= loop->now_ms) {
 		struct cfx_timer *t = loop->heap[0];
 		cfx_timer_stop(loop, t);
 		t->cb(loop, t);
+		n++;
 	}
+	return n;
 }
 
 /* ------------------------------------------------------------------------
  * Tasks
  * ------------------------------------------------------------------------ */
 
-static void wake_cb(struct cfx_loop *loop, struct cfx_io *io, unsigned events)
+/* Runs the tasks posted so far (not those they post); returns how many ran. */
+static uint32_t run_posted(struct cfx_loop *loop)
 {
 	uint64_t v;
-	ssize_t r = read(io->fd, &v, sizeof v);
+	ssize_t r = read(loop->wake.fd, &v, sizeof v);
 	struct task *t;
+	uint32_t n = 0;
 
-	CFX_UNUSED(events);
 	CFX_UNUSED(r);
 	pthread_mutex_lock(&loop->post_mu);
 	t = loop->post_head;
@@ -155,7 +161,16 @@ static void wake_cb(struct cfx_loop *loop, struct cfx_io *io, unsigned events)
 		t->fn(t->arg);
 		cfx_free(t);
 		t = next;
+		n++;
 	}
+	return n;
+}
+
+static void wake_cb(struct cfx_loop *loop, struct cfx_io *io, unsigned events)
+{
+	CFX_UNUSED(io);
+	CFX_UNUSED(events);
+	run_posted(loop);
 }
 
 void cfx_loop_post(struct cfx_loop *loop, cfx_task_fn fn, void *arg)
@@ -190,8 +205,11 @@ void cfx_loop_defer(struct cfx_loop *loop, cfx_task_fn fn, void *arg)
 	loop->defer_tail = &t->next;
 }
 
-static void run_deferred(struct cfx_loop *loop)
+/* Runs deferred work until none is left (it may defer more); returns how much ran. */
+static uint32_t run_deferred(struct cfx_loop *loop)
 {
+	uint32_t n = 0;
+
 	while (loop->defer_head) {
 		struct task *t = loop->defer_head;
 		loop->defer_head = NULL;
@@ -201,8 +219,10 @@ static void run_deferred(struct cfx_loop *loop)
 			t->fn(t->arg);
 			cfx_free(t);
 			t = next;
+			n++;
 		}
 	}
+	return n;
 }
 
 static void stop_task(void *arg)
@@ -355,4 +375,23 @@ void cfx_loop_run(struct cfx_loop *loop)
 					    loop->name, (long long)took);
 	}
 	current_loop = NULL;
+}
+
+/*
+ * One non-blocking pass for loops driven by their owner (tests, fuzzers):
+ * the same order as an iteration of cfx_loop_run, minus epoll_wait.
+ */
+uint32_t cfx_loop_run_pending(struct cfx_loop *loop)
+{
+	struct cfx_loop *prev = current_loop;
+	uint32_t n;
+
+	current_loop = loop;
+	loop->now_ms = cfx_clock_mono_ms();
+	n = run_posted(loop);
+	loop->now_ms = cfx_clock_mono_ms();
+	n += run_timers(loop);
+	n += run_deferred(loop);
+	current_loop = prev;
+	return n;
 }

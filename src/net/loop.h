@@ -53,6 +53,16 @@ void cfx_loop_free(struct cfx_loop *loop);
 
 /* Runs until cfx_loop_stop. */
 void cfx_loop_run(struct cfx_loop *loop);
+/*
+ * Runs what is ready without waiting: the tasks posted so far (from any
+ * thread), the timers that are due, then deferred work until none is left.
+ * Returns how many tasks, timers and deferred items ran (0 = nothing was
+ * ready). For loops that no thread runs with cfx_loop_run: tests and
+ * fuzzers drive a loop this way on their own thread, together with memory
+ * connections (conn.h). File descriptors are not polled.
+ * @thread the loop's owner, never while cfx_loop_run runs it
+ */
+uint32_t cfx_loop_run_pending(struct cfx_loop *loop);
 /* Asks the loop to return from cfx_loop_run. @thread any */
 void cfx_loop_stop(struct cfx_loop *loop);
 

@@ -67,7 +67,9 @@ int flush__log_through(struct cfx_store *st, uint64_t target)
 		struct seg *seg = seglist__find(&st->segs, pos);
 		if (!seg)
 			break;
+		int64_t t0 = cfx_clock_mono_ns();
 		int r = st->fops->fdatasync(seg->fd);
+		store__latency_record(&st->fsync_lat, cfx_clock_mono_ns() - t0);
 		atomic_fetch_add(&st->fsyncs, 1);
 		pos = seg->base + seg->size;
 		seg__unref(seg);

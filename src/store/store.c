@@ -363,6 +363,7 @@ int cfx_store_append_batch(struct cfx_store *st, struct cfx_view topic, uint32_t
 	struct queue *q;
 	struct seg *seg;
 	uint32_t entry_bytes;
+	int64_t t0, t1;
 	int rc, kick_hk = 0;
 
 	rc = check_target(st, topic, queue_id);
@@ -379,6 +380,7 @@ int cfx_store_append_batch(struct cfx_store *st, struct cfx_view topic, uint32_t
 	CFX_ASSERT(q);
 	entry_bytes = cfx_entry_size(topic.len, len);
 
+	t0 = cfx_clock_mono_ns();
 	pthread_mutex_lock(&st->append_mu);
 	if (atomic_load(&st->stopping)) {
 		rc = CFX_ECLOSED;
@@ -433,9 +435,11 @@ int cfx_store_append_batch(struct cfx_store *st, struct cfx_view topic, uint32_t
 	    st->write_pos - seg->base > seg->size / 2)
 		kick_hk = 1;
 out:
+	t1 = cfx_clock_mono_ns();
 	pthread_mutex_unlock(&st->append_mu);
 	if (rc)
 		return rc;
+	store__latency_record(&st->append_lat, t1 - t0);
 	dispatch__kick(st);
 	if (kick_hk)
 		housekeep__kick(st);
@@ -535,7 +539,8 @@ void cfx_read_result_free(struct cfx_read_result *res)
 	cfx_read_result_release(res);
 	CFX_FREE(res->msgs);
 	CFX_FREE(res->refs);
-	res->cap = res->cap_refs = 0;
+	CFX_FREE(res->origins);
+	res->cap = res->cap_refs = res->cap_origins = 0;
 }
 
 static void res_keep(struct cfx_read_result *res, struct seg *seg)
@@ -682,6 +687,22 @@ int cfx_store_read(struct cfx_store *st, struct cfx_view topic, uint32_t queue_i
 	return res->count ? 0 : rc;
 }
 
+uint64_t cfx_store_queue_next_offset(struct cfx_store *st, struct cfx_view topic, uint32_t queue_id)
+{
+	struct queue *q;
+	uint64_t next = 0;
+
+	if (check_target(st, topic, queue_id))
+		return 0;
+	q = store__queue_get(st, topic, queue_id, 0);
+	if (q) {
+		pthread_mutex_lock(&st->append_mu);
+		next = q->next_offset;
+		pthread_mutex_unlock(&st->append_mu);
+	}
+	return next;
+}
+
 int cfx_store_queue_bounds(struct cfx_store *st, struct cfx_view topic, uint32_t queue_id,
 			   uint64_t *start, uint64_t *end)
 {
@@ -753,6 +774,10 @@ static int lookup(struct cfx_store *st, enum cfx_key_kind kind, struct cfx_view 
 	uint32_t n;
 
 	cfx_read_result_release(res);
+	if (!res->origins) {
+		res->cap_origins = 16;
+		res->origins = cfx_malloc(res->cap_origins * sizeof *res->origins);
+	}
 	if (key.len == 0 || max == 0)
 		return 0;
 	pthread_mutex_lock(&st->keys.mu);
@@ -783,6 +808,13 @@ static int lookup(struct cfx_store *st, enum cfx_key_kind kind, struct cfx_view 
 			m.store_ms = e.store_ms;
 			*res_push(res) = m;
 			res->bytes += m.record_bytes;
+			if (res->count > res->cap_origins) {
+				res->cap_origins = res->cap;
+				res->origins = cfx_realloc(res->origins,
+							   res->cap_origins * sizeof *res->origins);
+			}
+			res->origins[res->count - 1] =
+				(struct cfx_msg_origin){ .topic = e.topic, .queue_id = e.queue_id };
 		}
 	}
 	return 0;
@@ -843,6 +875,47 @@ void cfx_store_get_stats(struct cfx_store *st, struct cfx_store_stats *s)
 	s->fsyncs = atomic_load(&st->fsyncs);
 	s->fsync_ns = atomic_load(&st->fsync_ns);
 	s->err = atomic_load(&st->err);
+}
+
+/* ------------------------------------------------------------------------
+ * Latency histograms
+ * ------------------------------------------------------------------------ */
+
+const int64_t cfx_store_latency_bounds_ns[CFX_STORE_LATENCY_BUCKETS] = {
+	1000,	    2500,	5000,	    10000,	 25000,	     50000,	  100000,   250000,
+	500000,	    1000000,	2500000,    5000000,	 10000000,   25000000,	  50000000, 100000000,
+	250000000,  500000000,	1000000000, 2500000000LL, 5000000000LL, 10000000000LL,
+};
+
+void store__latency_record(struct lat_hist *h, int64_t ns)
+{
+	uint32_t lo = 0, hi = CFX_STORE_LATENCY_BUCKETS;
+
+	if (ns < 0)
+		ns = 0; /* the monotonic clock never goes back; be safe anyway */
+	/* The first bucket whose bound is >= ns (the last one if none). */
+	while (lo < hi) {
+		uint32_t mid = (lo + hi) / 2;
+		if (cfx_store_latency_bounds_ns[mid] < ns)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	atomic_fetch_add_explicit(&h->counts[lo], 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(&h->sum_ns, (uint64_t)ns, memory_order_relaxed);
+}
+
+static void latency_copy(struct lat_hist *h, struct cfx_latency_hist *out)
+{
+	for (uint32_t i = 0; i <= CFX_STORE_LATENCY_BUCKETS; i++)
+		out->counts[i] = atomic_load_explicit(&h->counts[i], memory_order_relaxed);
+	out->sum_ns = atomic_load_explicit(&h->sum_ns, memory_order_relaxed);
+}
+
+void cfx_store_get_latency(struct cfx_store *st, struct cfx_store_latency *out)
+{
+	latency_copy(&st->append_lat, &out->append);
+	latency_copy(&st->fsync_lat, &out->flush);
 }
 
 int cfx_store_sync(struct cfx_store *st)

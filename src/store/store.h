@@ -155,10 +155,23 @@ struct cfx_read_result {
 	uint64_t start_offset;	/* earliest offset still stored in the queue */
 	uint64_t end_offset;	/* offset after the last readable message */
 	size_t bytes;		/* encoded bytes of the returned records */
+	/*
+	 * Filled by the lookups only (cfx_store_lookup_key, cfx_store_lookup_id):
+	 * where msgs[i] is stored. Not meaningful after cfx_store_read, whose
+	 * caller named the queue.
+	 */
+	struct cfx_msg_origin *origins;
 	/* private */
 	uint32_t cap;
 	void **refs;
 	uint32_t nrefs, cap_refs;
+	uint32_t cap_origins;
+};
+
+/* The queue a looked-up message is stored in. */
+struct cfx_msg_origin {
+	struct cfx_view topic; /* points into the log; valid as long as the message views */
+	uint32_t queue_id;
 };
 
 void cfx_read_result_init(struct cfx_read_result *res);
@@ -185,6 +198,13 @@ int cfx_store_read(struct cfx_store *st, struct cfx_view topic, uint32_t queue_i
 		   uint64_t offset, uint32_t max_msgs, size_t max_bytes,
 		   struct cfx_read_result *res);
 
+/*
+ * The offset the next message appended to the queue will get (messages
+ * below it may still be on their way to the index). A consumer that starts
+ * "from now on" starts here.
+ */
+uint64_t cfx_store_queue_next_offset(struct cfx_store *st, struct cfx_view topic, uint32_t queue_id);
+
 /* Earliest stored and next-to-be-written offsets of a queue (0, 0 if unknown). */
 int cfx_store_queue_bounds(struct cfx_store *st, struct cfx_view topic, uint32_t queue_id,
 			   uint64_t *start, uint64_t *end);
@@ -198,12 +218,13 @@ int cfx_store_offset_for_time(struct cfx_store *st, struct cfx_view topic, uint3
 
 /*
  * Messages of `topic` whose keys include `key`, newest first, at most
- * `max`. Results are appended to `res` (released first).
+ * `max`. Results are appended to `res` (released first), with their queue
+ * in res->origins.
  */
 int cfx_store_lookup_key(struct cfx_store *st, struct cfx_view topic, struct cfx_view key,
 			 uint32_t max, struct cfx_read_result *res);
 
-/* The message(s) with id `msg_id`, newest first, at most `max`. */
+/* The message(s) with id `msg_id`, newest first, at most `max`; res->origins says where. */
 int cfx_store_lookup_id(struct cfx_store *st, struct cfx_view msg_id, uint32_t max,
 			struct cfx_read_result *res);
 
@@ -238,6 +259,39 @@ struct cfx_store_stats {
 };
 
 void cfx_store_get_stats(struct cfx_store *st, struct cfx_store_stats *stats);
+
+/*
+ * Latency histograms, counted since open with fixed buckets. Bucket i
+ * counts the events that took at most cfx_store_latency_bounds_ns[i] and
+ * more than the bound before it; the last bucket (index
+ * CFX_STORE_LATENCY_BUCKETS) counts the slower ones. The bounds go 1-2.5-5
+ * per decade, from 1 us to 10 s:
+ *
+ *   1us 2.5us 5us 10us 25us 50us 100us 250us 500us 1ms 2.5ms 5ms 10ms 25ms
+ *   50ms 100ms 250ms 500ms 1s 2.5s 5s 10s
+ *
+ * Recording costs two relaxed atomic adds (the bucket and the sum) and two
+ * clock reads; the counters are read without stopping anyone, so a copy
+ * may be a few events off between its buckets and its sum.
+ */
+#define CFX_STORE_LATENCY_BUCKETS 22
+extern const int64_t cfx_store_latency_bounds_ns[CFX_STORE_LATENCY_BUCKETS];
+
+struct cfx_latency_hist {
+	uint64_t counts[CFX_STORE_LATENCY_BUCKETS + 1]; /* per bucket, not cumulative */
+	uint64_t sum_ns;				 /* total time of the events */
+};
+
+struct cfx_store_latency {
+	/* Every successful append (cfx_store_append, cfx_store_append_batch):
+	 * from asking for the append lock to releasing it, so lock waits count. */
+	struct cfx_latency_hist append;
+	/* Every fdatasync of a commit-log segment (flusher, checkpoints). */
+	struct cfx_latency_hist flush;
+};
+
+/* Copies the latency histograms. @thread any */
+void cfx_store_get_latency(struct cfx_store *st, struct cfx_store_latency *out);
 
 /* Flushes everything written so far to disk and waits. */
 int cfx_store_sync(struct cfx_store *st);

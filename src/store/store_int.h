@@ -166,6 +166,18 @@ struct sync_waiter {
 };
 
 /* ------------------------------------------------------------------------
+ * Latency histograms (store.c): the live side of cfx_store_latency
+ * ------------------------------------------------------------------------ */
+
+struct lat_hist {
+	atomic_uint_fast64_t counts[CFX_STORE_LATENCY_BUCKETS + 1];
+	atomic_uint_fast64_t sum_ns;
+};
+
+/* Counts one event that took `ns` nanoseconds. @thread any, lock-free */
+void store__latency_record(struct lat_hist *h, int64_t ns);
+
+/* ------------------------------------------------------------------------
  * The store
  * ------------------------------------------------------------------------ */
 
@@ -236,6 +248,8 @@ struct cfx_store {
 
 	atomic_int stopping;
 	atomic_uint_fast64_t appends, messages;
+	struct lat_hist append_lat;   /* successful appends, lock wait included */
+	struct lat_hist fsync_lat;    /* each fdatasync of a log segment */
 };
 
 /* Queue map (store.c) */

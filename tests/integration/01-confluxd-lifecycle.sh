@@ -29,7 +29,10 @@ stop() { # signal; sets RC to the exit status
 	RC=$?
 }
 
-# No config at all: data in ./data of the working directory.
+# Later starts use free ports, so that nothing else on the machine matters.
+PORTS="--grpc-listen 127.0.0.1:0 --http-listen 127.0.0.1:0"
+
+# No config at all: data in ./data of the working directory, default ports.
 cd "$T" || exit 1
 start
 [ -f "$T/data/checkpoint" ] || fail "no ./data/checkpoint"
@@ -38,19 +41,19 @@ stop TERM
 [ $RC = 0 ] || fail "SIGTERM exit status ($RC)"
 grep -q "flushed and checkpointed" "$T/log" || fail "no clean-shutdown message"
 
-start --data-dir "$T/data"
+start --data-dir "$T/data" $PORTS
 grep -q "last shutdown was clean" "$T/log" || fail "restart not seen as clean"
 stop INT
 [ $RC = 0 ] || fail "SIGINT exit status ($RC)"
 
-start --data-dir "$T/data"
+start --data-dir "$T/data" $PORTS
 kill -9 $PID
 wait $PID 2>/dev/null
-start --data-dir "$T/data"
+start --data-dir "$T/data" $PORTS
 grep -q "recovered after an unclean shutdown" "$T/log" || fail "crash not seen as unclean"
 
 # A second server on the same directory is refused.
-"$BUILD/confluxd" --data-dir "$T/data" >"$T/log2" 2>&1
+"$BUILD/confluxd" --data-dir "$T/data" $PORTS >"$T/log2" 2>&1
 rc=$?
 [ $rc = 1 ] || fail "second instance exit status $rc"
 grep -q "in use by another process" "$T/log2" || fail "second instance message"
@@ -64,7 +67,7 @@ data_dir = "$T/other"
 store.segment_bytes = 32MiB
 log.level = debug
 CONF
-start --config "$T/conflux.conf" --log-level info
+start --config "$T/conflux.conf" --log-level info $PORTS
 [ -f "$T/other/commitlog/00000000000000000000.seg" ] || fail "config data_dir not used"
 [ "$(stat -c %s "$T/other/commitlog/00000000000000000000.seg")" = 33554432 ] ||
 	fail "config segment size not used"
@@ -72,7 +75,7 @@ stop TERM
 [ $RC = 0 ] || fail "exit status with config ($RC)"
 
 # Settings the store cannot work with are explained.
-"$BUILD/confluxd" --data-dir "$T/x" --store.segment_bytes 8MiB >"$T/log" 2>&1
+"$BUILD/confluxd" --data-dir "$T/x" $PORTS --store.segment_bytes 8MiB >"$T/log" 2>&1
 [ $? = 1 ] || fail "unusable segment size accepted"
 grep -q "cannot hold the largest batch" "$T/log" || fail "unusable segment size message"
 

@@ -1,9 +1,13 @@
 /*
- * conflux - the Conflux command-line tool.
+ * conflux - the Conflux command-line tool (docs/cli.md).
  *
- * Subcommands grow with the server; today: `conflux bench store`, the
- * in-process benchmark of the storage engine.
+ * Administration goes through confluxd's admin HTTP API (--server, default
+ * 127.0.0.1:8080, or CONFLUX_SERVER); producing, consuming and the network
+ * benchmarks speak the RocketMQ 5 gRPC API, whose address the admin API
+ * tells (GET /v1/status) unless --grpc gives it. `conflux bench store`
+ * measures the storage engine in-process and needs no server.
  */
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -11,27 +15,68 @@
 
 static void usage(FILE *out)
 {
-	fprintf(out, "usage: conflux <command> [options]\n"
-		     "\n"
-		     "commands:\n"
-		     "  bench store    benchmark the storage engine in-process (no server needed)\n"
-		     "\n"
-		     "Run `conflux <command> --help` for the options of a command.\n");
+	fprintf(out,
+		"usage: conflux [common options] <command> [options]\n"
+		"\n"
+		"commands:\n"
+		"  topic create|list|describe|update|delete   manage topics\n"
+		"  group create|list|describe|update|delete|reset   consumer groups (lag, "
+		"positions)\n"
+		"  produce TOPIC [MESSAGE...]           send messages (arguments or stdin lines)\n"
+		"  consume TOPIC --group G              receive, print and acknowledge messages\n"
+		"  message get                          look messages up by id, key or offset\n"
+		"  bench produce|consume|e2e            benchmark a running confluxd over gRPC\n"
+		"  bench store                          benchmark the storage engine in-process\n"
+		"\n"
+		"Options every server command takes:\n"
+		"  --server HOST:PORT   admin HTTP API (default $CONFLUX_SERVER or "
+		"127.0.0.1:8080)\n"
+		"  --grpc HOST:PORT     gRPC API (default: what GET /v1/status reports)\n"
+		"  --timeout DURATION   deadline of one request (default 10s)\n"
+		"  --json               machine-readable output\n"
+		"\n"
+		"Exit status: 0 success, 1 the operation failed, 2 bad command line,\n"
+		"3 the server could not be reached.\n"
+		"Run `conflux <command> --help` for the options of a command.\n");
 }
 
 int main(int argc, char **argv)
 {
-	if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
-		usage(argc < 2 ? stderr : stdout);
-		return argc < 2 ? 2 : 0;
+	/* A server closing a socket is an error to report, not a reason to die. */
+	signal(SIGPIPE, SIG_IGN);
+	int skip = cli_global_options(argc, argv);
+	if (skip < 0)
+		return CLI_EUSAGE;
+	argc -= skip;
+	argv += skip;
+	if (argc < 2) {
+		usage(stderr);
+		return CLI_EUSAGE;
 	}
+	if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+		usage(stdout);
+		return CLI_OK;
+	}
+	if (!strcmp(argv[1], "--version")) {
+		printf("conflux %s\n", CLI_VERSION);
+		return CLI_OK;
+	}
+	if (!strcmp(argv[1], "topic"))
+		return cli_topic(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "group"))
+		return cli_group(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "produce"))
+		return cli_produce(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "consume"))
+		return cli_consume(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "message"))
+		return cli_message(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "bench")) {
 		if (argc >= 3 && !strcmp(argv[2], "store"))
 			return cli_bench_store(argc - 2, argv + 2);
-		fprintf(stderr, "usage: conflux bench store [options]\n");
-		return 2;
+		return cli_bench_rmq(argc - 1, argv + 1);
 	}
-	fprintf(stderr, "conflux: unknown command \"%s\"\n", argv[1]);
+	fprintf(stderr, "conflux: unknown command \"%s\"\n\n", argv[1]);
 	usage(stderr);
-	return 2;
+	return CLI_EUSAGE;
 }

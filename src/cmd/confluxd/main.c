@@ -20,6 +20,7 @@
 #include "cmd/confluxd/settings.h"
 #include "net/conn.h"
 #include "proto/grpc/rmq.h"
+#include "proto/http/admin.h"
 #include "store/store.h"
 
 #define CFX_VERSION "0.1.0"
@@ -133,6 +134,24 @@ static int listen_enabled(const char *addr)
 	return addr && *addr && strcmp(addr, "off") != 0;
 }
 
+#define HTTP_CONNECTIONS_MAX 1000 /* admin clients and scrapers at once */
+
+/*
+ * Writes the address a listener is bound to: `addr` with the port the
+ * system chose when it asked for port 0 ("[v6]:port" for IPv6 hosts).
+ */
+static void bound_addr(const char *addr, int port, char *out, size_t len)
+{
+	char host[256];
+	int want;
+
+	if (cfx_parse_hostport(addr, host, sizeof host, &want)) {
+		snprintf(out, len, "%s", addr);
+		return;
+	}
+	snprintf(out, len, strchr(host, ':') ? "[%s]:%d" : "%s:%d", host, port);
+}
+
 /* The secure default: no listener beyond loopback without authentication. */
 static int check_exposure(const struct cfx_settings *s)
 {
@@ -165,6 +184,9 @@ int main(int argc, char **argv)
 	struct cfx_server *srv = NULL;
 	struct rmq_service *rmq = NULL;
 	struct rmq_opts ro;
+	struct admin_service *admin = NULL;
+	char grpc_addr[ADMIN_ADDR_MAX] = "", http_addr[ADMIN_ADDR_MAX] = "";
+	int port;
 	sigset_t sigs;
 	int rc, sig, nthreads;
 
@@ -233,13 +255,41 @@ int main(int argc, char **argv)
 						.proto_arg = &rmq->grpc,
 						.conn_max = (uint32_t)s.grpc_connections_max,
 						.idle_ms = s.idle_timeout_ms };
-		rc = cfx_server_listen(srv, &lo, NULL);
+		rc = cfx_server_listen(srv, &lo, &port);
+		if (!rc) {
+			bound_addr(s.grpc_listen, port, grpc_addr, sizeof grpc_addr);
+			cfx_log_info("grpc: the RocketMQ 5 gRPC API is on %s", grpc_addr);
+		}
+	}
+	if (!rc && listen_enabled(s.http_listen)) {
+		struct admin_opts ao = { .br = br,
+					 .srv = srv,
+					 .version = CFX_VERSION,
+					 .broker_name = s.broker_name,
+					 .default_queues = (uint32_t)s.default_queues };
+		admin = admin_service_new(&ao);
+		struct cfx_listener_opts lo = { .name = "http",
+						.addr = s.http_listen,
+						.proto = &http_conn_proto,
+						.proto_arg = &admin->http,
+						.conn_max = HTTP_CONNECTIONS_MAX,
+						.idle_ms = s.idle_timeout_ms };
+		rc = cfx_server_listen(srv, &lo, &port);
+		if (!rc) {
+			bound_addr(s.http_listen, port, http_addr, sizeof http_addr);
+			cfx_log_info("http: the admin API and /metrics are on %s", http_addr);
+		}
+	}
+	if (admin) {
+		admin_service_set_listener(admin, "grpc", grpc_addr);
+		admin_service_set_listener(admin, "http", http_addr);
 	}
 	if (!rc)
 		rc = cfx_server_start(srv);
 	if (rc) {
 		cfx_log_error("cannot start the network listeners: %s", cfx_strerror(rc));
 		cfx_server_free(srv);
+		admin_service_free(admin);
 		rmq_service_free(rmq);
 		cfx_broker_close(br);
 		cfx_conf_free(cfx_settings_table, cfx_settings_count, &s);
@@ -269,6 +319,7 @@ int main(int argc, char **argv)
 	cfx_log_info("%s received; finishing requests, flushing and shutting down", strsignal(sig));
 	cfx_server_stop(srv, 5000);
 	cfx_server_free(srv);
+	admin_service_free(admin);
 	rmq_service_free(rmq);
 	rc = cfx_broker_close(br);
 	if (rc)

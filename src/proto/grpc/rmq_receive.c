@@ -251,7 +251,10 @@ static void ticket_task(void *arg)
 		if (rs && rs->ticket == t) {
 			rs->ticket = NULL;
 			rs->watch_id = 0;
-			try_receive(call, rs);
+			/* A receive that already answered (its poll ran out) must not pop
+			 * messages it can no longer deliver. */
+			if (!grpc_call_is_finished(call))
+				try_receive(call, rs);
 		}
 	}
 }

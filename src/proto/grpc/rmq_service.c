@@ -202,7 +202,7 @@ static void route_endpoints(struct grpc_call *call, const PB(Endpoints) * asked,
 		b->addr.host = b->host;
 		b->addr.port = asked->addresses[0]->port;
 	} else {
-		struct sockaddr_storage ss;
+		struct sockaddr_storage ss = { 0 }; /* stays 0 if getsockname fails (no socket) */
 		socklen_t sl = sizeof ss;
 		getsockname(grpc_call_conn(call)->io.fd, (struct sockaddr *)&ss, &sl);
 		if (ss.ss_family == AF_INET6) {

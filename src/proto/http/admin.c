@@ -1,0 +1,1346 @@
+/*
+ * admin.c - the routes of the admin HTTP API: status, topics, groups and
+ * their positions, messages; and the /metrics route (rendered by
+ * metrics.c). JSON in and out through jansson; docs/admin-api.md has the
+ * shapes and examples.
+ *
+ * A request goes: http.c frames it -> admin_handle finds the route (404
+ * for an unknown path, 405 with Allow for a known path and another method)
+ * -> the route parses its parameters and body strictly (unknown fields,
+ * wrong types and out-of-range numbers are 400, before any side effect) ->
+ * it calls the broker and maps the broker's error with status_of_cfx, the
+ * one place where cfx_err becomes an HTTP status.
+ *
+ * Every route but /metrics is an admin route (ROUTE_ADMIN in the table):
+ * when authentication lands, admin_handle checks it for those routes,
+ * between finding the route and calling it. /metrics stays open.
+ */
+#include "proto/http/admin.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <math.h>
+#include <openssl/evp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <strings.h>
+
+#include "base/clock.h"
+#include "base/err.h"
+#include "base/log.h"
+
+#define MESSAGES_MAX 100		  /* messages in one answer ("count") */
+#define LOOKUP_DEFAULT 16		  /* messages of an id or key lookup without "count" */
+#define MESSAGES_BYTES_MAX (4u << 20)	  /* body bytes of one answer (at least one message) */
+#define QUERY_PARAMS_MAX 8
+#define PARAM_BYTES_MAX 1024		  /* one decoded path or query parameter */
+#define RETRY_ATTEMPTS_MAX 1000
+#define RETRY_DELAY_MS_MAX (24LL * 3600 * 1000)
+#define RETRY_MULTIPLIER_MAX 100.0
+
+/* ------------------------------------------------------------------------
+ * Requests: context, errors, parameters, bodies
+ * ------------------------------------------------------------------------ */
+
+struct qparam {
+	char *key, *value; /* decoded, NUL-terminated */
+};
+
+struct ctx {
+	struct admin_service *svc;
+	struct cfx_broker *br;
+	const struct http_request *req;
+	struct http_response *resp;
+	char *param;			   /* the decoded {name} of the path, if the route has one */
+	struct qparam q[QUERY_PARAMS_MAX]; /* the decoded query */
+	uint32_t nq;
+};
+
+/* The one mapping of broker errors to statuses; `what` names the object. */
+static void reply_cfx(struct ctx *x, int rc, const char *what)
+{
+	switch (rc) {
+	case CFX_ENOENT:
+		http_response_error(x->resp, 404, "%s does not exist", what);
+		break;
+	case CFX_EEXIST:
+		http_response_error(x->resp, 409, "%s already exists", what);
+		break;
+	case CFX_ETOPIC:
+		http_response_error(x->resp, 400,
+				    "invalid topic name: 1 to 127 characters of a-z A-Z 0-9 _ - %% |");
+		break;
+	case CFX_EINVAL:
+	case CFX_EQUEUE:
+	case CFX_ERANGE:
+		http_response_error(x->resp, 400, "%s: %s", what, cfx_strerror(rc));
+		break;
+	case CFX_ENOSPC:
+	case CFX_EFSYNC:
+		http_response_error(x->resp, 503, "%s", cfx_strerror(rc));
+		break;
+	default:
+		http_response_error(x->resp, 500, "%s: %s", what, cfx_strerror(rc));
+		break;
+	}
+}
+
+static int hexval(uint8_t c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+/*
+ * Percent-decodes [p, p+n) into a new string; `plus` turns '+' into a
+ * space (query strings). Returns NULL for a bad escape, an encoded NUL or
+ * a result over PARAM_BYTES_MAX.
+ */
+static char *url_decode(const uint8_t *p, size_t n, int plus)
+{
+	char *out, *o;
+
+	if (n > 3 * PARAM_BYTES_MAX)
+		return NULL;
+	out = o = cfx_malloc(n + 1);
+	for (size_t i = 0; i < n; i++) {
+		if (p[i] == '%') {
+			int hi = i + 2 < n ? hexval(p[i + 1]) : -1, lo = i + 2 < n ? hexval(p[i + 2]) : -1;
+			if (hi < 0 || lo < 0 || (hi == 0 && lo == 0)) {
+				cfx_free(out);
+				return NULL;
+			}
+			*o++ = (char)(hi << 4 | lo);
+			i += 2;
+		} else {
+			*o++ = plus && p[i] == '+' ? ' ' : (char)p[i];
+		}
+	}
+	*o = '\0';
+	if ((size_t)(o - out) > PARAM_BYTES_MAX) {
+		cfx_free(out);
+		return NULL;
+	}
+	return out;
+}
+
+/* Splits the query "a=1&b=2" into x->q. Returns 0, or -1 with a 400 set. */
+static int parse_query(struct ctx *x, struct cfx_view qs)
+{
+	size_t i = 0;
+
+	while (i < qs.len) {
+		size_t j = i, eq = SIZE_MAX;
+		while (j < qs.len && qs.p[j] != '&') {
+			if (qs.p[j] == '=' && eq == SIZE_MAX)
+				eq = j;
+			j++;
+		}
+		if (j > i) {
+			size_t klen = (eq == SIZE_MAX ? j : eq) - i;
+			char *k = url_decode(qs.p + i, klen, 1);
+			char *v = eq == SIZE_MAX ? cfx_strdup("")
+						 : url_decode(qs.p + eq + 1, j - eq - 1, 1);
+			if (!k || !v) {
+				cfx_free(k);
+				cfx_free(v);
+				http_response_error(x->resp, 400, "malformed query string");
+				return -1;
+			}
+			for (uint32_t n = 0; n < x->nq; n++)
+				if (!strcmp(x->q[n].key, k)) {
+					http_response_error(x->resp, 400, "query parameter \"%s\" given twice",
+							    k);
+					cfx_free(k);
+					cfx_free(v);
+					return -1;
+				}
+			if (x->nq == QUERY_PARAMS_MAX) {
+				cfx_free(k);
+				cfx_free(v);
+				http_response_error(x->resp, 400, "too many query parameters");
+				return -1;
+			}
+			x->q[x->nq++] = (struct qparam){ k, v };
+		}
+		i = j + 1;
+	}
+	return 0;
+}
+
+static const char *query_get(const struct ctx *x, const char *key)
+{
+	for (uint32_t i = 0; i < x->nq; i++)
+		if (!strcmp(x->q[i].key, key))
+			return x->q[i].value;
+	return NULL;
+}
+
+/* Refuses query parameters other than `allowed` (NULL-terminated). */
+static int query_only(struct ctx *x, const char *const *allowed)
+{
+	for (uint32_t i = 0; i < x->nq; i++) {
+		int ok = 0;
+		for (const char *const *a = allowed; *a && !ok; a++)
+			ok = !strcmp(*a, x->q[i].key);
+		if (!ok) {
+			http_response_error(x->resp, 400, "unknown query parameter \"%s\"", x->q[i].key);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+/* A decimal integer query parameter in [min, max]. 0 = absent, 1 = set, -1 = 400 set. */
+static int query_int(struct ctx *x, const char *key, int64_t min, int64_t max, int64_t *out)
+{
+	const char *s = query_get(x, key);
+	char *end;
+	long long v;
+
+	if (!s)
+		return 0;
+	errno = 0;
+	v = strtoll(s, &end, 10);
+	if (!*s || *end || errno || v < min || v > max) {
+		http_response_error(x->resp, 400, "query parameter \"%s\" must be an integer from "
+				    "%" PRId64 " to %" PRId64, key, min, max);
+		return -1;
+	}
+	*out = v;
+	return 1;
+}
+
+/*
+ * The request body as a JSON object (new reference), or NULL with the
+ * error answer set: 415 unless it is application/json, 400 if it does not
+ * parse or is not an object or has members other than `allowed`.
+ */
+static json_t *body_object(struct ctx *x, const char *const *allowed)
+{
+	struct cfx_view ct = x->req->content_type;
+	json_error_t jerr;
+	const char *key;
+	json_t *o, *v;
+
+	if (x->req->body.len == 0) {
+		http_response_error(x->resp, 400, "a JSON object is required as the body");
+		return NULL;
+	}
+	if (ct.len < 16 || strncasecmp((const char *)ct.p, "application/json", 16) ||
+	    (ct.len > 16 && ct.p[16] != ';' && ct.p[16] != ' ')) {
+		http_response_error(x->resp, 415, "the body must be JSON (Content-Type: "
+				    "application/json)");
+		return NULL;
+	}
+	o = json_loadb((const char *)x->req->body.p, x->req->body.len, JSON_REJECT_DUPLICATES,
+		       &jerr);
+	if (!o) {
+		http_response_error(x->resp, 400, "malformed JSON at line %d, column %d: %s",
+				    jerr.line, jerr.column, jerr.text);
+		return NULL;
+	}
+	if (!json_is_object(o)) {
+		json_decref(o);
+		http_response_error(x->resp, 400, "the body must be a JSON object");
+		return NULL;
+	}
+	json_object_foreach(o, key, v)
+	{
+		int ok = 0;
+		for (const char *const *a = allowed; *a && !ok; a++)
+			ok = !strcmp(*a, key);
+		if (!ok) {
+			http_response_error(x->resp, 400, "unknown field \"%s\"", key);
+			json_decref(o);
+			return NULL;
+		}
+	}
+	return o;
+}
+
+/* An integer member in [min, max]. 0 = absent (or null), 1 = set, -1 = 400 set. */
+static int member_int(struct ctx *x, json_t *o, const char *key, int64_t min, int64_t max,
+		      int64_t *out)
+{
+	json_t *v = json_object_get(o, key);
+
+	if (!v || json_is_null(v))
+		return 0;
+	if (!json_is_integer(v) || json_integer_value(v) < min || json_integer_value(v) > max) {
+		http_response_error(x->resp, 400, "\"%s\" must be an integer from %" PRId64
+				    " to %" PRId64, key, min, max);
+		return -1;
+	}
+	*out = json_integer_value(v);
+	return 1;
+}
+
+/* A string member. 0 = absent (or null), 1 = set, -1 = 400 set. */
+static int member_str(struct ctx *x, json_t *o, const char *key, const char **out)
+{
+	json_t *v = json_object_get(o, key);
+
+	if (!v || json_is_null(v))
+		return 0;
+	if (!json_is_string(v)) {
+		http_response_error(x->resp, 400, "\"%s\" must be a string", key);
+		return -1;
+	}
+	*out = json_string_value(v);
+	return 1;
+}
+
+/* A boolean member. 0 = absent (or null), 1 = set, -1 = 400 set. */
+static int member_bool(struct ctx *x, json_t *o, const char *key, int *out)
+{
+	json_t *v = json_object_get(o, key);
+
+	if (!v || json_is_null(v))
+		return 0;
+	if (!json_is_boolean(v)) {
+		http_response_error(x->resp, 400, "\"%s\" must be true or false", key);
+		return -1;
+	}
+	*out = json_is_true(v);
+	return 1;
+}
+
+/* ------------------------------------------------------------------------
+ * JSON of broker objects
+ * ------------------------------------------------------------------------ */
+
+static json_t *topic_json(const struct cfx_topic_info *t)
+{
+	return json_pack("{s:s, s:s, s:I, s:I}", "name", t->name, "type",
+			 cfx_msg_type_name(t->type), "queues", (json_int_t)t->queues, "created_ms",
+			 (json_int_t)t->created_ms);
+}
+
+static json_t *retry_json(const struct cfx_retry_policy *p)
+{
+	json_t *o = json_pack("{s:I, s:s}", "max_attempts", (json_int_t)p->max_attempts, "kind",
+			      p->kind == CFX_BACKOFF_EXPONENTIAL ? "exponential" : "customized");
+
+	if (p->kind == CFX_BACKOFF_EXPONENTIAL) {
+		json_object_set_new(o, "initial_ms", json_integer(p->initial_ms));
+		json_object_set_new(o, "max_ms", json_integer(p->max_ms));
+		json_object_set_new(o, "multiplier", json_real(p->multiplier));
+	} else {
+		json_t *steps = json_array();
+		for (uint32_t i = 0; i < p->nsteps; i++)
+			json_array_append_new(steps, json_integer(p->steps_ms[i]));
+		json_object_set_new(o, "steps_ms", steps);
+	}
+	return o;
+}
+
+static json_t *group_json(const struct cfx_group_info *g)
+{
+	return json_pack("{s:s, s:b, s:o, s:I}", "name", g->name, "fifo", g->fifo, "retry",
+			 retry_json(&g->retry), "created_ms", (json_int_t)g->created_ms);
+}
+
+static json_t *queue_state_json(uint32_t queue, const struct cfx_group_queue_state *st)
+{
+	uint64_t lag = st->end > st->committed ? st->end - st->committed : 0;
+
+	return json_pack("{s:I, s:I, s:I, s:I, s:I, s:I}", "queue", (json_int_t)queue, "committed",
+			 (json_int_t)st->committed, "next", (json_int_t)st->next, "inflight",
+			 (json_int_t)st->inflight, "end", (json_int_t)st->end, "lag",
+			 (json_int_t)lag);
+}
+
+/* ------------------------------------------------------------------------
+ * Group positions (also used by metrics.c)
+ * ------------------------------------------------------------------------ */
+
+struct pos_acc {
+	struct admin_pos *v;
+	size_t n, cap;
+};
+
+static void pos_add(void *arg, const char *group, const char *topic, uint32_t queue,
+		    const struct cfx_group_queue_state *st)
+{
+	struct pos_acc *a = arg;
+
+	if (a->n == a->cap) {
+		a->cap = a->cap ? a->cap * 2 : 16;
+		a->v = cfx_realloc(a->v, a->cap * sizeof *a->v);
+	}
+	a->v[a->n++] = (struct admin_pos){ cfx_strdup(group), cfx_strdup(topic), queue, *st };
+}
+
+static int pos_cmp(const void *pa, const void *pb)
+{
+	const struct admin_pos *a = pa, *b = pb;
+	int c = strcmp(a->group, b->group);
+
+	if (!c)
+		c = strcmp(a->topic, b->topic);
+	if (!c)
+		c = a->queue < b->queue ? -1 : a->queue > b->queue;
+	return c;
+}
+
+struct admin_pos *admin__positions(struct cfx_broker *br, struct cfx_view group, size_t *n)
+{
+	struct pos_acc a = { 0 };
+
+	cfx_broker_group_positions(br, group, pos_add, &a);
+	if (a.n)
+		qsort(a.v, a.n, sizeof *a.v, pos_cmp);
+	*n = a.n;
+	return a.v;
+}
+
+void admin__positions_free(struct admin_pos *v, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		cfx_free(v[i].group);
+		cfx_free(v[i].topic);
+	}
+	cfx_free(v);
+}
+
+/* ------------------------------------------------------------------------
+ * GET /v1/status
+ * ------------------------------------------------------------------------ */
+
+static void get_status(struct ctx *x)
+{
+	struct admin_service *svc = x->svc;
+	struct cfx_store_stats ss;
+	json_t *lsn = json_object();
+
+	cfx_store_get_stats(cfx_broker_store(x->br), &ss);
+	for (uint32_t i = 0; i < svc->nlisteners; i++) {
+		const struct admin_listener *l = &svc->listeners[i];
+		json_object_set_new(lsn, l->name, l->addr[0] ? json_string(l->addr) : json_null());
+	}
+	http_response_json(
+		x->resp, 200,
+		json_pack("{s:s, s:s, s:I, s:o, s:{s:I, s:I, s:I, s:I, s:I, s:I, s:I}}", "version",
+			  svc->version, "broker", svc->broker_name, "uptime_ms",
+			  (json_int_t)(cfx_clock_mono_ms() - svc->start_mono_ms), "listeners", lsn,
+			  "store", "log_start", (json_int_t)ss.log_start, "written_pos",
+			  (json_int_t)ss.written_pos, "flushed_pos", (json_int_t)ss.flushed_pos,
+			  "dispatched_pos", (json_int_t)ss.dispatched_pos, "log_bytes",
+			  (json_int_t)ss.log_bytes, "segments", (json_int_t)ss.segments, "queues",
+			  (json_int_t)ss.queues));
+}
+
+/* ------------------------------------------------------------------------
+ * Topics
+ * ------------------------------------------------------------------------ */
+
+static void add_topic(void *arg, const struct cfx_topic_info *t)
+{
+	json_array_append_new(arg, topic_json(t));
+}
+
+static int by_name(const void *a, const void *b)
+{
+	return strcmp(json_string_value(json_object_get(*(json_t *const *)a, "name")),
+		      json_string_value(json_object_get(*(json_t *const *)b, "name")));
+}
+
+/* Sorts an array of objects by their "name" (the broker keeps no order). */
+static json_t *sorted_by_name(json_t *arr)
+{
+	size_t n = json_array_size(arr);
+	json_t **v = cfx_malloc((n ? n : 1) * sizeof *v), *out = json_array();
+
+	for (size_t i = 0; i < n; i++)
+		v[i] = json_incref(json_array_get(arr, i));
+	qsort(v, n, sizeof *v, by_name);
+	for (size_t i = 0; i < n; i++)
+		json_array_append_new(out, v[i]);
+	cfx_free(v);
+	json_decref(arr);
+	return out;
+}
+
+static void list_topics(struct ctx *x)
+{
+	json_t *arr = json_array();
+
+	cfx_broker_topic_foreach(x->br, add_topic, arr);
+	http_response_json(x->resp, 200, json_pack("{s:o}", "topics", sorted_by_name(arr)));
+}
+
+/* The topic named by the path; 0, or -1 with the error answer set. */
+static int path_topic(struct ctx *x, struct cfx_topic_info *ti)
+{
+	int rc = cfx_broker_topic_get(x->br, CFX_VIEW_STR(x->param), 0, ti);
+
+	if (rc) {
+		char what[160];
+		snprintf(what, sizeof what, "topic \"%s\"", x->param);
+		reply_cfx(x, rc, what);
+		return -1;
+	}
+	return 0;
+}
+
+/* "type": a topic type name. 0 = absent, 1 = set, -1 = 400 set. */
+static int member_type(struct ctx *x, json_t *o, int *type)
+{
+	const char *s;
+	int r = member_str(x, o, "type", &s);
+
+	if (r <= 0)
+		return r;
+	*type = cfx_msg_type_parse(s);
+	if (!*type) {
+		http_response_error(x->resp, 400,
+				    "\"type\" must be normal, fifo, delay, transaction or mixed");
+		return -1;
+	}
+	return 1;
+}
+
+static void create_topic(struct ctx *x)
+{
+	static const char *const fields[] = { "name", "type", "queues", NULL };
+	struct cfx_topic_info ti;
+	const char *name = NULL;
+	int64_t queues = x->svc->o.default_queues;
+	int type = CFX_MSG_NORMAL, rc;
+	json_t *o = body_object(x, fields);
+
+	if (!o)
+		return;
+	if (member_str(x, o, "name", &name) < 0 || member_type(x, o, &type) < 0 ||
+	    member_int(x, o, "queues", 1, UINT32_MAX, &queues) < 0)
+		goto out;
+	if (!name) {
+		http_response_error(x->resp, 400, "\"name\" is required");
+		goto out;
+	}
+	rc = cfx_broker_topic_create(x->br, name, type, (uint32_t)queues);
+	if (rc == CFX_EQUEUE) {
+		http_response_error(x->resp, 400, "\"queues\" is beyond store.queues_per_topic_max");
+		goto out;
+	}
+	if (!rc)
+		rc = cfx_broker_topic_get(x->br, CFX_VIEW_STR(name), 0, &ti);
+	if (rc) {
+		char what[160];
+		snprintf(what, sizeof what, "topic \"%.128s\"", name);
+		reply_cfx(x, rc, what);
+		goto out;
+	}
+	http_response_json(x->resp, 201, topic_json(&ti));
+out:
+	json_decref(o);
+}
+
+static void get_topic(struct ctx *x)
+{
+	struct cfx_store *st = cfx_broker_store(x->br);
+	struct cfx_topic_info ti;
+	json_t *t, *offsets;
+
+	if (path_topic(x, &ti))
+		return;
+	offsets = json_array();
+	for (uint32_t q = 0; q < ti.queues; q++) {
+		uint64_t start, end;
+		cfx_store_queue_bounds(st, CFX_VIEW_STR(ti.name), q, &start, &end);
+		json_array_append_new(offsets, json_pack("{s:I, s:I, s:I}", "queue", (json_int_t)q,
+							 "start_offset", (json_int_t)start,
+							 "end_offset", (json_int_t)end));
+	}
+	t = topic_json(&ti);
+	json_object_set_new(t, "queue_offsets", offsets);
+	http_response_json(x->resp, 200, t);
+}
+
+static void update_topic(struct ctx *x)
+{
+	static const char *const fields[] = { "type", "queues", NULL };
+	struct cfx_topic_info ti;
+	int64_t queues;
+	int type, rc;
+	json_t *o;
+
+	if (path_topic(x, &ti))
+		return;
+	o = body_object(x, fields);
+	if (!o)
+		return;
+	type = ti.type;
+	queues = ti.queues;
+	if (member_type(x, o, &type) < 0 || member_int(x, o, "queues", 1, UINT32_MAX, &queues) < 0)
+		goto out;
+	if (queues < ti.queues) {
+		http_response_error(x->resp, 400, "queues may only grow (the topic has %u)",
+				    ti.queues);
+		goto out;
+	}
+	rc = cfx_broker_topic_update(x->br, ti.name, type, (uint32_t)queues);
+	if (rc == CFX_EQUEUE) {
+		http_response_error(x->resp, 400, "\"queues\" is beyond store.queues_per_topic_max");
+		goto out;
+	}
+	if (!rc)
+		rc = cfx_broker_topic_get(x->br, CFX_VIEW_STR(ti.name), 0, &ti);
+	if (rc) {
+		char what[160];
+		snprintf(what, sizeof what, "topic \"%s\"", ti.name);
+		reply_cfx(x, rc, what);
+		goto out;
+	}
+	http_response_json(x->resp, 200, topic_json(&ti));
+out:
+	json_decref(o);
+}
+
+static void delete_topic(struct ctx *x)
+{
+	struct cfx_topic_info ti;
+	int rc;
+
+	if (path_topic(x, &ti))
+		return;
+	rc = cfx_broker_topic_delete(x->br, ti.name);
+	if (rc) {
+		char what[160];
+		snprintf(what, sizeof what, "topic \"%s\"", ti.name);
+		reply_cfx(x, rc, what);
+		return;
+	}
+	x->resp->status = 204;
+}
+
+/* ------------------------------------------------------------------------
+ * Groups
+ * ------------------------------------------------------------------------ */
+
+static void add_group(void *arg, const struct cfx_group_info *g)
+{
+	json_array_append_new(arg, group_json(g));
+}
+
+static void list_groups(struct ctx *x)
+{
+	json_t *arr = json_array();
+
+	cfx_broker_group_foreach(x->br, add_group, arr);
+	http_response_json(x->resp, 200, json_pack("{s:o}", "groups", sorted_by_name(arr)));
+}
+
+/* The group named by the path; 0, or -1 with the error answer set. */
+static int path_group(struct ctx *x, struct cfx_group_info *gi)
+{
+	int rc = cfx_broker_group_get(x->br, CFX_VIEW_STR(x->param), 0, gi);
+
+	if (rc == CFX_EINVAL) {
+		http_response_error(x->resp, 400, "invalid group name: 1 to 120 characters of "
+				    "a-z A-Z 0-9 _ - %% |");
+		return -1;
+	}
+	if (rc) {
+		char what[160];
+		snprintf(what, sizeof what, "group \"%s\"", x->param);
+		reply_cfx(x, rc, what);
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * Applies a "retry" object onto `p` (the group's policy, or the default
+ * for a new group). A change of "kind" keeps the other kind's fields for
+ * later; customized without steps gets the default steps. Returns 0 or -1
+ * with a 400 set; `p` is only valid on 0.
+ */
+static int parse_retry(struct ctx *x, json_t *o, struct cfx_retry_policy *p)
+{
+	static const char *const fields[] = { "max_attempts", "kind", "initial_ms", "max_ms",
+					      "multiplier", "steps_ms", NULL };
+	const char *kind = NULL, *key;
+	int64_t v;
+	json_t *m;
+
+	if (!json_is_object(o)) {
+		http_response_error(x->resp, 400, "\"retry\" must be an object");
+		return -1;
+	}
+	json_object_foreach(o, key, m)
+	{
+		int ok = 0;
+		for (const char *const *a = fields; *a && !ok; a++)
+			ok = !strcmp(*a, key);
+		if (!ok) {
+			http_response_error(x->resp, 400, "unknown field \"retry.%s\"", key);
+			return -1;
+		}
+	}
+	if (member_str(x, o, "kind", &kind) < 0)
+		return -1;
+	if (kind) {
+		int k = !strcmp(kind, "exponential")  ? CFX_BACKOFF_EXPONENTIAL
+			: !strcmp(kind, "customized") ? CFX_BACKOFF_CUSTOMIZED
+						      : 0;
+		if (!k) {
+			http_response_error(x->resp, 400,
+					    "\"retry.kind\" must be exponential or customized");
+			return -1;
+		}
+		if (k == CFX_BACKOFF_CUSTOMIZED && p->kind != k && !json_object_get(o, "steps_ms")) {
+			struct cfx_retry_policy d;
+			cfx_retry_policy_default(&d);
+			memcpy(p->steps_ms, d.steps_ms, sizeof d.steps_ms);
+			p->nsteps = d.nsteps;
+		}
+		p->kind = k;
+	}
+	switch (member_int(x, o, "max_attempts", 1, RETRY_ATTEMPTS_MAX, &v)) {
+	case -1:
+		return -1;
+	case 1:
+		p->max_attempts = (uint32_t)v;
+		break;
+	}
+	if (p->kind == CFX_BACKOFF_EXPONENTIAL) {
+		if (json_object_get(o, "steps_ms")) {
+			http_response_error(x->resp, 400, "\"retry.steps_ms\" is for kind customized");
+			return -1;
+		}
+		if (member_int(x, o, "initial_ms", 0, RETRY_DELAY_MS_MAX, &p->initial_ms) < 0 ||
+		    member_int(x, o, "max_ms", 0, RETRY_DELAY_MS_MAX, &p->max_ms) < 0)
+			return -1;
+		m = json_object_get(o, "multiplier");
+		if (m) {
+			double d = json_number_value(m);
+			if (!json_is_number(m) || !isfinite(d) || d < 1 || d > RETRY_MULTIPLIER_MAX) {
+				http_response_error(x->resp, 400,
+						    "\"retry.multiplier\" must be a number from 1 to 100");
+				return -1;
+			}
+			p->multiplier = d;
+		}
+		if (p->max_ms < p->initial_ms) {
+			http_response_error(x->resp, 400,
+					    "\"retry.max_ms\" must not be below \"retry.initial_ms\"");
+			return -1;
+		}
+		return 0;
+	}
+	if (json_object_get(o, "initial_ms") || json_object_get(o, "max_ms") ||
+	    json_object_get(o, "multiplier")) {
+		http_response_error(x->resp, 400, "\"retry.initial_ms\", \"retry.max_ms\" and "
+				    "\"retry.multiplier\" are for kind exponential");
+		return -1;
+	}
+	m = json_object_get(o, "steps_ms");
+	if (m) {
+		size_t n = json_array_size(m);
+		if (!json_is_array(m) || n < 1 || n > CFX_BACKOFF_STEPS_MAX) {
+			http_response_error(x->resp, 400, "\"retry.steps_ms\" must be an array of 1 "
+					    "to %d delays", CFX_BACKOFF_STEPS_MAX);
+			return -1;
+		}
+		for (size_t i = 0; i < n; i++) {
+			json_t *s = json_array_get(m, i);
+			if (!json_is_integer(s) || json_integer_value(s) < 0 ||
+			    json_integer_value(s) > RETRY_DELAY_MS_MAX) {
+				http_response_error(x->resp, 400, "\"retry.steps_ms\" holds integers "
+						    "from 0 to %lld", RETRY_DELAY_MS_MAX);
+				return -1;
+			}
+			p->steps_ms[i] = json_integer_value(s);
+		}
+		p->nsteps = (uint32_t)n;
+	}
+	return 0;
+}
+
+/* Applies "fifo" and "retry" of a body onto `g`. 0, or -1 with a 400 set. */
+static int group_fields(struct ctx *x, json_t *o, struct cfx_group_info *g)
+{
+	json_t *r = json_object_get(o, "retry");
+
+	if (member_bool(x, o, "fifo", &g->fifo) < 0)
+		return -1;
+	if (r && !json_is_null(r) && parse_retry(x, r, &g->retry))
+		return -1;
+	return 0;
+}
+
+static void create_group(struct ctx *x)
+{
+	static const char *const fields[] = { "name", "fifo", "retry", NULL };
+	struct cfx_group_info g = { 0 }, gi;
+	const char *name = NULL;
+	int rc;
+	json_t *o = body_object(x, fields);
+
+	if (!o)
+		return;
+	cfx_retry_policy_default(&g.retry);
+	if (member_str(x, o, "name", &name) < 0 || group_fields(x, o, &g))
+		goto out;
+	if (!name) {
+		http_response_error(x->resp, 400, "\"name\" is required");
+		goto out;
+	}
+	if (strlen(name) >= sizeof g.name || !cfx_group_name_is_valid(CFX_VIEW_STR(name))) {
+		http_response_error(x->resp, 400, "invalid group name: 1 to 120 characters of "
+				    "a-z A-Z 0-9 _ - %% |");
+		goto out;
+	}
+	memcpy(g.name, name, strlen(name) + 1);
+	rc = cfx_broker_group_create(x->br, &g);
+	if (!rc)
+		rc = cfx_broker_group_get(x->br, CFX_VIEW_STR(name), 0, &gi);
+	if (rc) {
+		char what[160];
+		snprintf(what, sizeof what, "group \"%s\"", g.name);
+		reply_cfx(x, rc, what);
+		goto out;
+	}
+	http_response_json(x->resp, 201, group_json(&gi));
+out:
+	json_decref(o);
+}
+
+/* {"topic", "queues": [...], "lag"} for the positions v[i..j) of one topic. */
+static json_t *topic_positions_json(const struct admin_pos *v, size_t i, size_t j)
+{
+	json_t *queues = json_array();
+	uint64_t lag = 0;
+
+	for (size_t k = i; k < j; k++) {
+		json_array_append_new(queues, queue_state_json(v[k].queue, &v[k].st));
+		if (v[k].st.end > v[k].st.committed)
+			lag += v[k].st.end - v[k].st.committed;
+	}
+	return json_pack("{s:s, s:o, s:I}", "topic", v[i].topic, "queues", queues, "lag",
+			 (json_int_t)lag);
+}
+
+static void get_group(struct ctx *x)
+{
+	struct cfx_group_info gi;
+	struct admin_pos *v;
+	size_t n;
+	json_t *g, *topics;
+
+	if (path_group(x, &gi))
+		return;
+	v = admin__positions(x->br, CFX_VIEW_STR(gi.name), &n);
+	topics = json_array();
+	for (size_t i = 0; i < n;) {
+		size_t j = i + 1;
+		while (j < n && !strcmp(v[j].topic, v[i].topic))
+			j++;
+		json_array_append_new(topics, topic_positions_json(v, i, j));
+		i = j;
+	}
+	admin__positions_free(v, n);
+	g = group_json(&gi);
+	json_object_set_new(g, "topics", topics);
+	http_response_json(x->resp, 200, g);
+}
+
+static void update_group(struct ctx *x)
+{
+	static const char *const fields[] = { "fifo", "retry", NULL };
+	struct cfx_group_info gi;
+	int rc;
+	json_t *o;
+
+	if (path_group(x, &gi))
+		return;
+	o = body_object(x, fields);
+	if (!o)
+		return;
+	if (group_fields(x, o, &gi))
+		goto out;
+	rc = cfx_broker_group_update(x->br, &gi);
+	if (!rc)
+		rc = cfx_broker_group_get(x->br, CFX_VIEW_STR(gi.name), 0, &gi);
+	if (rc) {
+		char what[160];
+		snprintf(what, sizeof what, "group \"%s\"", gi.name);
+		reply_cfx(x, rc, what);
+		goto out;
+	}
+	http_response_json(x->resp, 200, group_json(&gi));
+out:
+	json_decref(o);
+}
+
+static void delete_group(struct ctx *x)
+{
+	struct cfx_group_info gi;
+	int rc;
+
+	if (path_group(x, &gi))
+		return;
+	rc = cfx_broker_group_delete(x->br, gi.name);
+	if (rc) {
+		char what[160];
+		snprintf(what, sizeof what, "group \"%s\"", gi.name);
+		reply_cfx(x, rc, what);
+		return;
+	}
+	x->resp->status = 204;
+}
+
+static void reset_group(struct ctx *x)
+{
+	static const char *const fields[] = { "topic", "offset", "timestamp_ms", NULL };
+	struct cfx_group_info gi;
+	struct cfx_topic_info ti;
+	const char *topic = NULL;
+	int64_t offset = -1, ts = -1;
+	int has_off, has_ts, rc;
+	json_t *o, *queues, *out;
+	uint64_t lag = 0;
+
+	if (path_group(x, &gi))
+		return;
+	o = body_object(x, fields);
+	if (!o)
+		return;
+	if (member_str(x, o, "topic", &topic) < 0)
+		goto out;
+	has_off = member_int(x, o, "offset", -1, INT64_MAX, &offset);
+	if (has_off < 0)
+		goto out;
+	has_ts = member_int(x, o, "timestamp_ms", 0, INT64_MAX, &ts);
+	if (has_ts < 0)
+		goto out;
+	if (!topic || has_off + has_ts != 1) {
+		http_response_error(x->resp, 400, "\"topic\" and exactly one of \"offset\" (-1 = "
+				    "the end) and \"timestamp_ms\" are required");
+		goto out;
+	}
+	rc = cfx_broker_topic_get(x->br, CFX_VIEW_STR(topic), 0, &ti);
+	if (!rc)
+		rc = cfx_broker_group_reset(x->br, CFX_VIEW_STR(gi.name), CFX_VIEW_STR(topic),
+					    has_off ? offset : -1, has_ts ? ts : -1);
+	if (rc) {
+		char what[160];
+		snprintf(what, sizeof what, "topic \"%.128s\"", topic);
+		reply_cfx(x, rc, what);
+		goto out;
+	}
+	queues = json_array();
+	for (uint32_t q = 0; q < ti.queues; q++) {
+		struct cfx_group_queue_state st;
+		cfx_broker_group_queue_state(x->br, CFX_VIEW_STR(gi.name), CFX_VIEW_STR(ti.name), q,
+					     &st);
+		json_array_append_new(queues, queue_state_json(q, &st));
+		if (st.end > st.committed)
+			lag += st.end - st.committed;
+	}
+	out = json_pack("{s:s, s:s, s:o, s:I}", "group", gi.name, "topic", ti.name, "queues",
+			queues, "lag", (json_int_t)lag);
+	http_response_json(x->resp, 200, out);
+out:
+	json_decref(o);
+}
+
+/* ------------------------------------------------------------------------
+ * GET /v1/messages
+ * ------------------------------------------------------------------------ */
+
+/* Length of the valid UTF-8 sequence at p[0..n), or 0 if it is not one. */
+static size_t utf8_seq(const uint8_t *p, size_t n)
+{
+	uint8_t c = p[0];
+	size_t len;
+	uint32_t cp;
+
+	if (c < 0x80)
+		return 1;
+	if (c >= 0xc2 && c <= 0xdf)
+		len = 2, cp = c & 0x1f;
+	else if (c >= 0xe0 && c <= 0xef)
+		len = 3, cp = c & 0x0f;
+	else if (c >= 0xf0 && c <= 0xf4)
+		len = 4, cp = c & 0x07;
+	else
+		return 0;
+	if (n < len)
+		return 0;
+	for (size_t i = 1; i < len; i++) {
+		if ((p[i] & 0xc0) != 0x80)
+			return 0;
+		cp = cp << 6 | (p[i] & 0x3f);
+	}
+	/* Overlong forms, surrogates, beyond U+10FFFF. */
+	if ((len == 3 && cp < 0x800) || (len == 4 && (cp < 0x10000 || cp > 0x10ffff)) ||
+	    (cp >= 0xd800 && cp <= 0xdfff))
+		return 0;
+	return len;
+}
+
+/* A JSON string of stored bytes; invalid UTF-8 becomes U+FFFD, so it never fails. */
+static json_t *text_json(struct cfx_view v)
+{
+	json_t *s = json_stringn((const char *)v.p, v.len);
+	struct cfx_writer w;
+
+	if (s)
+		return s;
+	cfx_writer_init(&w, v.len + 16);
+	for (size_t i = 0; i < v.len;) {
+		size_t k = utf8_seq(v.p + i, v.len - i);
+		if (k) {
+			cfx_write_bytes(&w, v.p + i, k);
+			i += k;
+		} else {
+			cfx_write_bytes(&w, "\xef\xbf\xbd", 3);
+			i++;
+		}
+	}
+	s = json_stringn((const char *)w.p, w.len);
+	cfx_writer_free(&w);
+	CFX_ASSERT(s);
+	return s;
+}
+
+static json_t *base64_json(struct cfx_view v)
+{
+	size_t cap = 4 * ((v.len + 2) / 3) + 1;
+	unsigned char *out = cfx_malloc(cap);
+	int n;
+	json_t *s;
+
+	CFX_ASSERT(v.len <= INT32_MAX);
+	n = EVP_EncodeBlock(out, v.p, (int)v.len);
+	CFX_ASSERT(n >= 0 && (size_t)n < cap);
+	s = json_stringn((const char *)out, (size_t)n);
+	cfx_free(out);
+	return s;
+}
+
+static json_t *message_json(struct cfx_view topic, uint32_t queue, const struct cfx_msg_view *m)
+{
+	json_t *o = json_object(), *keys = json_array(), *props = json_object(), *body;
+	struct cfx_prop pr;
+	size_t cur = 0;
+
+	json_object_set_new(o, "topic", text_json(topic));
+	json_object_set_new(o, "queue", json_integer(queue));
+	json_object_set_new(o, "offset", json_integer((json_int_t)m->offset));
+	json_object_set_new(o, "msg_id", text_json(m->msg_id));
+	json_object_set_new(o, "tag", m->tag.len ? text_json(m->tag) : json_null());
+	/* Keys are stored space-separated. */
+	for (size_t i = 0; !m->key_null && i < m->key.len;) {
+		size_t j = i;
+		while (j < m->key.len && m->key.p[j] != ' ')
+			j++;
+		if (j > i)
+			json_array_append_new(keys, text_json((struct cfx_view){ m->key.p + i, j - i }));
+		i = j + 1;
+	}
+	json_object_set_new(o, "keys", keys);
+	json_object_set_new(o, "born_ms", json_integer(m->born_ms));
+	json_object_set_new(o, "store_ms", json_integer(m->store_ms));
+	while (cfx_msg_view_next_prop(m, &cur, &pr) == 1) {
+		json_t *k = text_json(pr.name);
+		json_object_set_new(props, json_string_value(k), text_json(pr.value));
+		json_decref(k);
+	}
+	json_object_set_new(o, "properties", props);
+	if (m->body_null) {
+		json_object_set_new(o, "body_base64", json_null());
+	} else {
+		body = json_stringn((const char *)m->body.p, m->body.len);
+		if (body)
+			json_object_set_new(o, "body", body);
+		json_object_set_new(o, "body_base64", base64_json(m->body));
+	}
+	return o;
+}
+
+/* Appends res->msgs to `arr` within the byte budget; topic and queue from res->origins or given. */
+static void add_messages(json_t *arr, const struct cfx_read_result *res, struct cfx_view topic,
+			 uint32_t queue, int use_origins, size_t *bytes)
+{
+	for (uint32_t i = 0; i < res->count; i++) {
+		const struct cfx_msg_view *m = &res->msgs[i];
+		if (json_array_size(arr) && *bytes + m->body.len > MESSAGES_BYTES_MAX)
+			break;
+		*bytes += m->body.len;
+		json_array_append_new(arr, use_origins ? message_json(res->origins[i].topic,
+								      res->origins[i].queue_id, m)
+						       : message_json(topic, queue, m));
+	}
+}
+
+static void get_messages(struct ctx *x)
+{
+	static const char *const params[] = { "id", "topic", "key", "queue", "offset", "time_ms",
+					      "count", NULL };
+	struct cfx_store *st = cfx_broker_store(x->br);
+	const char *id = query_get(x, "id"), *topic = query_get(x, "topic");
+	const char *key = query_get(x, "key");
+	int64_t queue = 0, offset = 0, time_ms = 0, count = 0;
+	int has_q, has_off, has_time, has_count, rc;
+	struct cfx_read_result res;
+	json_t *arr, *out;
+	size_t bytes = 0;
+
+	if (query_only(x, params))
+		return;
+	if ((has_q = query_int(x, "queue", 0, UINT32_MAX, &queue)) < 0 ||
+	    (has_off = query_int(x, "offset", 0, INT64_MAX, &offset)) < 0 ||
+	    (has_time = query_int(x, "time_ms", 0, INT64_MAX, &time_ms)) < 0 ||
+	    (has_count = query_int(x, "count", 1, MESSAGES_MAX, &count)) < 0)
+		return;
+	cfx_read_result_init(&res);
+	arr = json_array();
+	out = json_object();
+	json_object_set(out, "messages", arr); /* first in the answer; `arr` stays ours too */
+	if (id && !topic && !key && !has_q && !has_off && !has_time) {
+		/* ?id=ID */
+		rc = cfx_store_lookup_id(st, CFX_VIEW_STR(id), has_count ? (uint32_t)count
+									 : LOOKUP_DEFAULT, &res);
+		if (!rc)
+			add_messages(arr, &res, (struct cfx_view){ 0 }, 0, 1, &bytes);
+	} else if (topic && key && !id && !has_q && !has_off && !has_time) {
+		/* ?topic=T&key=K */
+		rc = cfx_store_lookup_key(st, CFX_VIEW_STR(topic), CFX_VIEW_STR(key),
+					  has_count ? (uint32_t)count : LOOKUP_DEFAULT, &res);
+		if (!rc)
+			add_messages(arr, &res, (struct cfx_view){ 0 }, 0, 1, &bytes);
+	} else if (topic && has_q && has_off + has_time == 1 && !id && !key) {
+		/* ?topic=T&queue=Q&offset=O | &time_ms=MS, [&count=N] */
+		uint64_t from = (uint64_t)offset;
+		rc = 0;
+		if (has_time)
+			rc = cfx_store_offset_for_time(st, CFX_VIEW_STR(topic), (uint32_t)queue,
+						       time_ms, &from);
+		if (!rc)
+			rc = cfx_store_read(st, CFX_VIEW_STR(topic), (uint32_t)queue, from,
+					    has_count ? (uint32_t)count : 1, MESSAGES_BYTES_MAX, &res);
+		if (rc == CFX_EOFFSET) {
+			http_response_error(x->resp, 404, "offset %" PRIu64 " is outside the stored "
+					    "offsets of %s queue %" PRId64 " (%" PRIu64 " to %" PRIu64 ")",
+					    from, topic, queue, res.start_offset, res.end_offset);
+			goto out;
+		}
+		if (!rc) {
+			add_messages(arr, &res, CFX_VIEW_STR(topic), (uint32_t)queue, 0, &bytes);
+			/* Where the next page starts: after the last message returned. */
+			uint64_t next = json_array_size(arr)
+						? res.msgs[json_array_size(arr) - 1].offset + 1
+						: from;
+			json_object_set_new(out, "next_offset", json_integer((json_int_t)next));
+		}
+	} else {
+		http_response_error(x->resp, 400,
+				    "give ?id=ID, or ?topic=T&key=K, or ?topic=T&queue=Q and one of "
+				    "offset=O or time_ms=MS (each with an optional count=N)");
+		goto out;
+	}
+	if (rc == CFX_EQUEUE) {
+		http_response_error(x->resp, 400, "\"queue\" is beyond store.queues_per_topic_max");
+		goto out;
+	}
+	if (rc == CFX_ECORRUPT || rc == CFX_EUNSUPPORTED) {
+		http_response_error(x->resp, 500, "the batch holding this offset cannot be "
+				    "decoded: %s", cfx_strerror(rc));
+		goto out;
+	}
+	if (rc) {
+		reply_cfx(x, rc, "messages");
+		goto out;
+	}
+	http_response_json(x->resp, 200, out);
+	out = NULL;
+out:
+	json_decref(arr);
+	json_decref(out);
+	cfx_read_result_free(&res);
+}
+
+/* ------------------------------------------------------------------------
+ * GET /metrics
+ * ------------------------------------------------------------------------ */
+
+static void get_metrics(struct ctx *x)
+{
+	x->resp->status = 200;
+	x->resp->content_type = "text/plain; version=0.0.4; charset=utf-8";
+	metrics_render(x->svc, &x->resp->body);
+}
+
+/* ------------------------------------------------------------------------
+ * Routing
+ * ------------------------------------------------------------------------ */
+
+enum route_kind {
+	ROUTE_ADMIN, /* changes or reveals broker state: authentication will apply */
+	ROUTE_OPEN,  /* served to anyone who can connect (/metrics) */
+};
+
+struct route {
+	const char *pattern; /* path segments; "*" matches one segment, the {name} */
+	const char *allow;   /* the methods, for 405 answers */
+	enum route_kind kind;
+	struct {
+		int method;
+		void (*fn)(struct ctx *x);
+	} m[3];
+};
+
+static const struct route routes[] = {
+	{ "/v1/status", "GET, HEAD", ROUTE_ADMIN, { { HTTP_GET, get_status } } },
+	{ "/v1/topics", "GET, HEAD, POST", ROUTE_ADMIN,
+	  { { HTTP_GET, list_topics }, { HTTP_POST, create_topic } } },
+	{ "/v1/topics/*", "GET, HEAD, PATCH, DELETE", ROUTE_ADMIN,
+	  { { HTTP_GET, get_topic }, { HTTP_PATCH, update_topic }, { HTTP_DELETE, delete_topic } } },
+	{ "/v1/groups", "GET, HEAD, POST", ROUTE_ADMIN,
+	  { { HTTP_GET, list_groups }, { HTTP_POST, create_group } } },
+	{ "/v1/groups/*", "GET, HEAD, PATCH, DELETE", ROUTE_ADMIN,
+	  { { HTTP_GET, get_group }, { HTTP_PATCH, update_group }, { HTTP_DELETE, delete_group } } },
+	{ "/v1/groups/*/reset", "POST", ROUTE_ADMIN, { { HTTP_POST, reset_group } } },
+	{ "/v1/messages", "GET, HEAD", ROUTE_ADMIN, { { HTTP_GET, get_messages } } },
+	{ "/metrics", "GET, HEAD", ROUTE_OPEN, { { HTTP_GET, get_metrics } } },
+};
+
+/*
+ * Does the raw path match `pattern`? Segment by segment; "*" takes one
+ * non-empty segment, whose raw bytes go to *star.
+ */
+static int path_matches(const char *pattern, struct cfx_view path, struct cfx_view *star)
+{
+	const char *pp = pattern;
+	size_t i = 0;
+
+	while (*pp && i < path.len) {
+		if (*pp != '/' || path.p[i] != '/')
+			return 0;
+		pp++;
+		i++;
+		size_t j = i;
+		while (j < path.len && path.p[j] != '/')
+			j++;
+		const char *pe = strchr(pp, '/');
+		size_t plen = pe ? (size_t)(pe - pp) : strlen(pp);
+		if (plen == 1 && *pp == '*') {
+			if (j == i)
+				return 0;
+			*star = (struct cfx_view){ path.p + i, j - i };
+		} else if (plen != j - i || memcmp(pp, path.p + i, plen)) {
+			return 0;
+		}
+		pp += plen;
+		i = j;
+	}
+	return !*pp && i == path.len;
+}
+
+static void admin_handle(void *arg, const struct http_request *req, struct http_response *resp)
+{
+	struct ctx x = { .svc = arg, .req = req, .resp = resp };
+	struct http_parser_url u;
+	struct cfx_view path, query = { 0 }, star = { 0 };
+	const struct route *r = NULL;
+	void (*fn)(struct ctx *) = NULL;
+
+	x.br = x.svc->o.br;
+	http_parser_url_init(&u);
+	if (http_parser_parse_url((const char *)req->target.p, req->target.len,
+				  req->method == HTTP_CONNECT, &u) ||
+	    !(u.field_set & (1u << UF_PATH))) {
+		http_response_error(resp, 400, "malformed request target");
+		return;
+	}
+	path = (struct cfx_view){ req->target.p + u.field_data[UF_PATH].off,
+				  u.field_data[UF_PATH].len };
+	if (u.field_set & (1u << UF_QUERY))
+		query = (struct cfx_view){ req->target.p + u.field_data[UF_QUERY].off,
+					   u.field_data[UF_QUERY].len };
+	for (size_t i = 0; i < CFX_ARRAY_LEN(routes) && !r; i++)
+		if (path_matches(routes[i].pattern, path, &star))
+			r = &routes[i];
+	if (!r) {
+		http_response_error(resp, 404, "no such resource: %.*s",
+				    (int)CFX_MIN(path.len, 200), path.p);
+		return;
+	}
+	/* HEAD is GET without the body (http.c leaves the body out). */
+	for (size_t i = 0; i < CFX_ARRAY_LEN(r->m) && !fn; i++)
+		if (r->m[i].fn && (r->m[i].method == req->method ||
+				   (req->method == HTTP_HEAD && r->m[i].method == HTTP_GET)))
+			fn = r->m[i].fn;
+	if (!fn) {
+		http_response_error(resp, 405, "%s is not allowed on %s (allowed: %s)",
+				    req->method_name, r->pattern, r->allow);
+		resp->allow = r->allow;
+		return;
+	}
+	if (star.p) {
+		x.param = url_decode(star.p, star.len, 0);
+		if (!x.param) {
+			http_response_error(resp, 400, "malformed name in the path");
+			return;
+		}
+	}
+	if (parse_query(&x, query) == 0)
+		fn(&x);
+	cfx_free(x.param);
+	for (uint32_t i = 0; i < x.nq; i++) {
+		cfx_free(x.q[i].key);
+		cfx_free(x.q[i].value);
+	}
+}
+
+/* ------------------------------------------------------------------------
+ * The service
+ * ------------------------------------------------------------------------ */
+
+struct admin_service *admin_service_new(const struct admin_opts *o)
+{
+	struct admin_service *svc = cfx_calloc(1, sizeof *svc);
+
+	svc->o = *o;
+	snprintf(svc->version, sizeof svc->version, "%s", o->version ? o->version : "");
+	snprintf(svc->broker_name, sizeof svc->broker_name, "%s",
+		 o->broker_name ? o->broker_name : "");
+	svc->o.version = svc->version;
+	svc->o.broker_name = svc->broker_name;
+	if (!svc->o.default_queues)
+		svc->o.default_queues = 8;
+	svc->http.handle = admin_handle;
+	svc->http.arg = svc;
+	svc->start_wall_ms = cfx_clock_wall_ms();
+	svc->start_mono_ms = cfx_clock_mono_ms();
+	return svc;
+}
+
+void admin_service_free(struct admin_service *svc)
+{
+	cfx_free(svc);
+}
+
+void admin_service_set_listener(struct admin_service *svc, const char *name, const char *addr)
+{
+	struct admin_listener *l = NULL;
+
+	for (uint32_t i = 0; i < svc->nlisteners && !l; i++)
+		if (!strcmp(svc->listeners[i].name, name))
+			l = &svc->listeners[i];
+	if (!l) {
+		CFX_ASSERT(svc->nlisteners < ADMIN_LISTENERS_MAX);
+		l = &svc->listeners[svc->nlisteners++];
+		snprintf(l->name, sizeof l->name, "%s", name);
+	}
+	snprintf(l->addr, sizeof l->addr, "%s", addr ? addr : "");
+}

@@ -1,0 +1,80 @@
+/*
+ * admin.h - the admin HTTP API (JSON under /v1/, admin.c) and the
+ * Prometheus metrics (/metrics, metrics.c) of confluxd, served by the
+ * HTTP/1.1 protocol of http.h on the `http.listen` address.
+ *
+ * Routes and their JSON: docs/admin-api.md. Metrics: docs/metrics.md.
+ *
+ * The service calls the broker core directly from the network loops;
+ * every route is short, bounded work (metadata changes write a small file
+ * under meta/, reads and lookups are bounded in count and bytes).
+ */
+#ifndef CFX_PROTO_HTTP_ADMIN_H
+#define CFX_PROTO_HTTP_ADMIN_H
+
+#include "broker/broker.h"
+#include "net/conn.h"
+#include "proto/http/http.h"
+
+struct admin_opts {
+	struct cfx_broker *br;	   /* borrowed; outlives the service */
+	struct cfx_server *srv;	   /* for the listeners' connection counters; NULL = none */
+	const char *version;	   /* of confluxd, copied */
+	const char *broker_name;   /* copied */
+	uint32_t default_queues;   /* queues of a topic created without "queues" */
+};
+
+#define ADMIN_LISTENERS_MAX 4
+#define ADMIN_ADDR_MAX 272 /* "[host]:port" */
+
+struct admin_listener {
+	char name[16];		   /* "grpc", "http": the listener's name in cfx_listener_opts */
+	char addr[ADMIN_ADDR_MAX]; /* bound "host:port"; "" = not listening */
+};
+
+struct admin_service {
+	struct admin_opts o;	   /* strings point into the fields below */
+	char version[32];
+	char broker_name[128];
+	struct http_service http;  /* the listener's proto_arg: &svc->http */
+	int64_t start_wall_ms;	   /* when the service was created (process start, near enough) */
+	int64_t start_mono_ms;
+	struct admin_listener listeners[ADMIN_LISTENERS_MAX];
+	uint32_t nlisteners;
+};
+
+/* Creates the service (copies what `o` points to, but not the broker and server). */
+struct admin_service *admin_service_new(const struct admin_opts *o);
+/* Frees the service; the listener using it must be gone. NULL is ignored. */
+void admin_service_free(struct admin_service *svc);
+
+/*
+ * Records the address listener `name` is bound to ("host:port"), or that it
+ * is off (addr NULL or ""), for /v1/status and for the connection metrics.
+ * @thread main, before the server starts
+ */
+void admin_service_set_listener(struct admin_service *svc, const char *name, const char *addr);
+
+/* ------------------------------------------------------------------------
+ * Shared by admin.c and metrics.c
+ * ------------------------------------------------------------------------ */
+
+/* One group's position on one queue. */
+struct admin_pos {
+	char *group, *topic;
+	uint32_t queue;
+	struct cfx_group_queue_state st;
+};
+
+/*
+ * Collects the positions of `group` (group.p NULL: of every group) into a
+ * new array sorted by group, topic and queue; *n gets its length. Free it
+ * with admin__positions_free.
+ */
+struct admin_pos *admin__positions(struct cfx_broker *br, struct cfx_view group, size_t *n);
+void admin__positions_free(struct admin_pos *v, size_t n);
+
+/* Writes the Prometheus text exposition (format 0.0.4) into `out`. @thread loop */
+void metrics_render(struct admin_service *svc, struct cfx_writer *out);
+
+#endif
