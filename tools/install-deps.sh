@@ -14,9 +14,13 @@ for p in $PKGS; do
 		missing="$missing $p"
 	fi
 done
-# Node.js and npm run the official RocketMQ client in the integration tests.
+# Node.js and npm run the official RocketMQ client in the integration tests;
+# python3 checks JSON in the CLI test. Any installation of them will do.
 if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
 	missing="$missing nodejs npm"
+fi
+if ! command -v python3 >/dev/null 2>&1; then
+	missing="$missing python3"
 fi
 
 [ -z "$missing" ] && exit 0
