@@ -19,6 +19,7 @@
 #include "broker/broker.h"
 #include "cmd/confluxd/settings.h"
 #include "net/conn.h"
+#include "net/tls.h"
 #include "proto/grpc/rmq.h"
 #include "proto/http/admin.h"
 #include "store/store.h"
@@ -175,8 +176,44 @@ static int check_exposure(const struct cfx_settings *s)
 	return 0;
 }
 
+/* TLS for a listener when its certificate and key are set; NULL (plaintext) otherwise. */
+static int tls_for(const char *name, const char *cert, const char *key, const char *ca,
+		   const char *alpn, struct cfx_tls_ctx **out)
+{
+	struct cfx_tls_opts to = { .cert_file = cert, .key_file = key, .ca_file = ca, .alpn = alpn };
+
+	*out = NULL;
+	if (!*cert && !*key)
+		return 0;
+	if (!*cert || !*key) {
+		cfx_log_error("%s: TLS needs both %s.tls_cert and %s.tls_key", name, name, name);
+		return CFX_EINVAL;
+	}
+	if (cfx_tls_ctx_new(&to, out)) {
+		cfx_log_error("%s: cannot load the TLS certificate %s or key %s", name, cert, key);
+		return CFX_EINVAL;
+	}
+	return 0;
+}
+
+/* SIGHUP: new certificates for listeners already speaking TLS. */
+static void tls_reload(const char *name, struct cfx_tls_ctx *ctx, const char *cert,
+		       const char *key, const char *ca, const char *alpn)
+{
+	struct cfx_tls_opts to = { .cert_file = cert, .key_file = key, .ca_file = ca, .alpn = alpn };
+
+	if (!ctx)
+		return;
+	if (cfx_tls_ctx_reload(ctx, &to))
+		cfx_log_warn("SIGHUP: %s keeps its old TLS certificate: the new one does not load",
+			     name);
+	else
+		cfx_log_info("SIGHUP: %s TLS certificate reloaded", name);
+}
+
 int main(int argc, char **argv)
 {
+	struct cfx_tls_ctx *grpc_tls = NULL, *http_tls = NULL;
 	struct cfx_settings s;
 	struct cfx_broker_opts bo;
 	struct cfx_store_recovery rec;
@@ -239,7 +276,12 @@ int main(int argc, char **argv)
 	log_recovery(s.data_dir, &rec);
 
 	nthreads = s.net_threads ? (int)s.net_threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
-	rc = cfx_server_new(&srv, nthreads);
+	rc = tls_for("grpc", s.grpc_tls_cert, s.grpc_tls_key, s.grpc_tls_client_ca, "h2", &grpc_tls);
+	if (!rc)
+		rc = tls_for("http", s.http_tls_cert, s.http_tls_key, s.http_tls_client_ca,
+			     "http/1.1", &http_tls);
+	if (!rc)
+		rc = cfx_server_new(&srv, nthreads);
 	if (!rc && listen_enabled(s.grpc_listen)) {
 		rmq_opts_default(&ro);
 		ro.broker_name = s.broker_name;
@@ -254,7 +296,8 @@ int main(int argc, char **argv)
 						.proto = &grpc_conn_proto,
 						.proto_arg = &rmq->grpc,
 						.conn_max = (uint32_t)s.grpc_connections_max,
-						.idle_ms = s.idle_timeout_ms };
+						.idle_ms = s.idle_timeout_ms,
+						.tls = grpc_tls };
 		rc = cfx_server_listen(srv, &lo, &port);
 		if (!rc) {
 			bound_addr(s.grpc_listen, port, grpc_addr, sizeof grpc_addr);
@@ -273,7 +316,8 @@ int main(int argc, char **argv)
 						.proto = &http_conn_proto,
 						.proto_arg = &admin->http,
 						.conn_max = HTTP_CONNECTIONS_MAX,
-						.idle_ms = s.idle_timeout_ms };
+						.idle_ms = s.idle_timeout_ms,
+						.tls = http_tls };
 		rc = cfx_server_listen(srv, &lo, &port);
 		if (!rc) {
 			bound_addr(s.http_listen, port, http_addr, sizeof http_addr);
@@ -289,6 +333,8 @@ int main(int argc, char **argv)
 	if (rc) {
 		cfx_log_error("cannot start the network listeners: %s", cfx_strerror(rc));
 		cfx_server_free(srv);
+		cfx_tls_ctx_free(grpc_tls);
+		cfx_tls_ctx_free(http_tls);
 		admin_service_free(admin);
 		rmq_service_free(rmq);
 		cfx_broker_close(br);
@@ -305,6 +351,10 @@ int main(int argc, char **argv)
 			/* Re-read the settings; apply those marked reloadable. */
 			if (load_settings(argc, argv, &fresh) == 0) {
 				cfx_log_set_level(fresh.log_level);
+				tls_reload("grpc", grpc_tls, fresh.grpc_tls_cert, fresh.grpc_tls_key,
+					   fresh.grpc_tls_client_ca, "h2");
+				tls_reload("http", http_tls, fresh.http_tls_cert, fresh.http_tls_key,
+					   fresh.http_tls_client_ca, "http/1.1");
 				cfx_log_info("SIGHUP: settings reloaded (log.level = %s)",
 					     cfx_conf_find(cfx_settings_table, cfx_settings_count, "log.level")
 						     ->enum_names[fresh.log_level]);
@@ -319,6 +369,8 @@ int main(int argc, char **argv)
 	cfx_log_info("%s received; finishing requests, flushing and shutting down", strsignal(sig));
 	cfx_server_stop(srv, 5000);
 	cfx_server_free(srv);
+	cfx_tls_ctx_free(grpc_tls);
+	cfx_tls_ctx_free(http_tls);
 	admin_service_free(admin);
 	rmq_service_free(rmq);
 	rc = cfx_broker_close(br);

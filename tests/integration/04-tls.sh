@@ -1,0 +1,85 @@
+#!/bin/sh
+# TLS on the listeners: certificates from a test CA made here with openssl;
+# HTTPS admin requests, gRPC's ALPN h2, mutual TLS refusing a client without
+# a certificate, plaintext refused on a TLS port, and a certificate reloaded
+# on SIGHUP.
+#
+#   04-tls.sh BUILD_DIR
+set -u
+BUILD=$1
+T=$(mktemp -d /tmp/cfx-tls-XXXXXX)
+PID=
+trap '[ -n "$PID" ] && kill $PID 2>/dev/null; rm -rf "$T"' EXIT
+fail() { echo "FAIL: $*"; [ -f "$T/log" ] && tail -20 "$T/log"; exit 1; }
+cd "$T" || exit 1
+
+# A CA, a server certificate for 127.0.0.1, a client certificate.
+mkcert() { # name cn
+	openssl req -newkey rsa:2048 -nodes -keyout "$1.key" -out "$1.csr" -subj "/CN=$2" \
+		>/dev/null 2>&1 || fail "openssl req $1"
+	printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\n' >"$1.ext"
+	openssl x509 -req -in "$1.csr" -CA ca.pem -CAkey ca.key -CAcreateserial -days 1 \
+		-extfile "$1.ext" -out "$1.pem" >/dev/null 2>&1 || fail "openssl x509 $1"
+}
+openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 1 \
+	-subj "/CN=conflux test CA" >/dev/null 2>&1 || fail "openssl CA"
+mkcert server "conflux server one"
+mkcert client "conflux client"
+
+start() { # extra args...
+	: >"$T/log"
+	"$BUILD/confluxd" --data-dir "$T/data" --grpc-listen 127.0.0.1:0 --http-listen 127.0.0.1:0 \
+		--grpc.tls_cert "$T/server.pem" --grpc.tls_key "$T/server.key" \
+		--http.tls_cert "$T/server.pem" --http.tls_key "$T/server.key" "$@" \
+		>"$T/log" 2>&1 &
+	PID=$!
+	i=0
+	until grep -q "confluxd ready" "$T/log"; do
+		i=$((i + 1))
+		kill -0 $PID 2>/dev/null || fail "confluxd exited during start"
+		[ $i -gt 300 ] && fail "confluxd did not become ready"
+		sleep 0.1
+	done
+	GRPC=$(sed -n 's/.*gRPC API is on \(.*\)$/\1/p' "$T/log" | head -1)
+	HTTP=$(sed -n 's/.*admin API and \/metrics are on \(.*\)$/\1/p' "$T/log" | head -1)
+	[ -n "$GRPC" ] && [ -n "$HTTP" ] || fail "listener addresses not logged"
+}
+
+stop() {
+	kill -TERM $PID
+	wait $PID
+	[ $? = 0 ] || fail "exit status"
+	PID=
+}
+
+start
+# HTTPS with the CA: the admin API answers.
+curl -sf --cacert ca.pem "https://$HTTP/v1/status" | grep -q '"broker"' || fail "https status"
+# gRPC: the handshake verifies and negotiates h2.
+out=$(echo | openssl s_client -connect "$GRPC" -alpn h2 -CAfile ca.pem 2>&1)
+echo "$out" | grep -q "ALPN protocol: h2" || fail "no ALPN h2: $out"
+echo "$out" | grep -q "Verify return code: 0" || fail "certificate not verified"
+# Plaintext on a TLS port gets no HTTP answer.
+curl -s --max-time 5 "http://$HTTP/v1/status" | grep -q broker && fail "plaintext answered"
+
+# A new certificate, re-read on SIGHUP: new connections see it.
+mkcert server "conflux server two"
+kill -HUP $PID
+i=0
+until grep -q "http TLS certificate reloaded" "$T/log"; do
+	i=$((i + 1))
+	[ $i -gt 100 ] && fail "no reload"
+	sleep 0.1
+done
+echo | openssl s_client -connect "$HTTP" -CAfile ca.pem 2>/dev/null |
+	grep -q "subject=CN = conflux server two" || fail "reloaded certificate not served"
+stop
+
+# Mutual TLS: a client without a certificate is refused, one with is served.
+start --http.tls_client_ca "$T/ca.pem"
+curl -s --max-time 5 --cacert ca.pem "https://$HTTP/v1/status" | grep -q broker &&
+	fail "served without a client certificate"
+curl -sf --cacert ca.pem --cert client.pem --key client.key "https://$HTTP/v1/status" |
+	grep -q '"broker"' || fail "refused a client certificate"
+stop
+echo ok
