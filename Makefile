@@ -7,6 +7,7 @@
 #   make crash-test N=1000   the long kill -9 crash test
 #   make fuzz FUZZ_TIME=60   run each libFuzzer target for FUZZ_TIME seconds
 #   make bench        the storage benchmark (conflux bench store)
+#   make bench-grpc   gRPC produce and end-to-end latency beside the store (bench/grpc.sh)
 
 BUILD      ?= build
 ASAN_BUILD ?= build-asan
@@ -15,7 +16,7 @@ JOBS       ?= $(shell nproc)
 N          ?= 1000
 FUZZ_TIME  ?= 60
 
-.PHONY: all deps build run test test-release test-asan crash-test fuzz bench clean
+.PHONY: all deps build run test test-release test-asan crash-test fuzz bench bench-grpc clean
 
 all: build
 
@@ -57,6 +58,9 @@ fuzz: deps $(FUZZ_BUILD)/build.ninja
 
 bench: build
 	./$(BUILD)/conflux bench store
+
+bench-grpc: build
+	BUILD=$(BUILD) ./bench/grpc.sh
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD)

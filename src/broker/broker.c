@@ -107,6 +107,7 @@ int cfx_broker_open(const struct cfx_broker_opts *o, struct cfx_broker **out,
 		return rc;
 	}
 	pthread_create(&br->timer_thr, NULL, timer_thread, br);
+	pthread_setname_np(br->timer_thr, "cfx-timer");
 	*out = br;
 	return 0;
 }

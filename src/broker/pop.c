@@ -1188,14 +1188,24 @@ void pop__tick(struct cfx_broker *br, int64_t now_ms)
 	int64_t now = cfx_clock_wall_ms();
 
 	CFX_UNUSED(now_ms);
+	/*
+	 * Sync the journal without holding pop_mu: an fdatasync can take
+	 * milliseconds, and every receive and ack would wait behind it. Records
+	 * appended meanwhile mark the journal dirty again for the next tick.
+	 * The descriptor stays open until the timer thread has been joined.
+	 */
 	pthread_mutex_lock(&br->pop_mu);
-	if (br->jdirty && br->jfd >= 0) {
-		if (br->fops->fdatasync(br->jfd) == 0)
-			br->jdirty = 0;
-		else
-			cfx_log_ratelimited(CFX_LOG_ERROR, "broker: fdatasync of the POP journal "
-					    "failed: %s", strerror(errno));
+	int jfd = br->jdirty ? br->jfd : -1;
+	br->jdirty = 0;
+	pthread_mutex_unlock(&br->pop_mu);
+	if (jfd >= 0 && br->fops->fdatasync(jfd) != 0) {
+		cfx_log_ratelimited(CFX_LOG_ERROR, "broker: fdatasync of the POP journal failed: %s",
+				    strerror(errno));
+		pthread_mutex_lock(&br->pop_mu);
+		br->jdirty = 1;
+		pthread_mutex_unlock(&br->pop_mu);
 	}
+	pthread_mutex_lock(&br->pop_mu);
 	if (br->jbytes > br->o.pop_journal_bytes_max)
 		snapshot_write(br);
 	/* In-flight messages that became visible: wake their long polls. */

@@ -669,8 +669,13 @@ static void *loop_thread(void *arg)
 
 int cfx_server_start(struct cfx_server *srv)
 {
-	for (int i = 0; i < srv->nloops; i++)
+	for (int i = 0; i < srv->nloops; i++) {
+		char name[16];
+
 		pthread_create(&srv->loops[i].thread, NULL, loop_thread, &srv->loops[i]);
+		snprintf(name, sizeof name, "cfx-net%d", i & 0xffff);
+		pthread_setname_np(srv->loops[i].thread, name);
+	}
 	srv->started = 1;
 	return 0;
 }

@@ -17,6 +17,7 @@
 #include <inttypes.h>
 #include <limits.h>
 #include <stdio.h>
+#include <fcntl.h>
 #include <sys/mman.h>
 
 #include "base/clock.h"
@@ -27,7 +28,7 @@
 #define MADV_POPULATE_READ 22
 #endif
 
-#define POPULATE_CHUNK (2u << 20)
+#define POPULATE_CHUNK (1u << 20)
 
 void housekeep__kick(struct cfx_store *st)
 {
@@ -102,6 +103,7 @@ static void populate(struct cfx_store *st, struct seg *seg, uint64_t upto)
 	from &= ~(uint64_t)(4096 - 1);
 	while (st->populate_ok && from < upto && !atomic_load(&st->stopping)) {
 		uint64_t len = CFX_MIN((uint64_t)POPULATE_CHUNK, upto - from);
+		readahead(seg->fd, (off64_t)from, len);
 		if (madvise(seg->map + from, len, MADV_POPULATE_READ) != 0) {
 			if (errno == EINVAL || errno == ENOSYS) {
 				cfx_log_info("store: MADV_POPULATE_READ unsupported; appends will "
@@ -124,7 +126,10 @@ static void populate_ahead(struct cfx_store *st)
 		return;
 	seg = seglist__find(&st->segs, written);
 	if (seg) {
-		populate(st, seg, written - seg->base + ahead);
+		/* Hysteresis: wait until half the window is used, then refill it
+		 * in large chunks rather than faulting a few pages per kick. */
+		if (atomic_load(&seg->populated) < written - seg->base + ahead / 2)
+			populate(st, seg, written - seg->base + ahead);
 		/* Near the end: warm the start of the next segment too. */
 		if (written - seg->base + ahead > seg->size) {
 			pthread_mutex_lock(&st->prep_mu);

@@ -286,6 +286,9 @@ int cfx_store_open(const struct cfx_store_opts *o, struct cfx_store **out,
 	pthread_create(&st->disp_thr, NULL, dispatch__thread, st);
 	pthread_create(&st->flush_thr, NULL, flush__thread, st);
 	pthread_create(&st->hk_thr, NULL, housekeep__thread, st);
+	pthread_setname_np(st->disp_thr, "cfx-dispatch");
+	pthread_setname_np(st->flush_thr, "cfx-flush");
+	pthread_setname_np(st->hk_thr, "cfx-housekeep");
 	*out = st;
 	return 0;
 }
