@@ -163,11 +163,19 @@ int cfx_broker_type_accepts(int topic_type, int msg_type);
 
 #define CFX_HANDLE_MAX 96 /* receipt handle text, NUL included */
 
+struct cfx_sql_filter;
+
+/* A message's time to live in ms after its born time, as a decimal
+ * property: set by front ends (MQTT 5 message expiry); RocketMQ clients may
+ * set the user property CFX_TTL_MS. Expired messages are not delivered. */
+#define CFX_PROP_TTL_MS "__TTL_MS"
+
 struct cfx_pop_req {
 	struct cfx_view group;
 	struct cfx_view topic;
 	const char *const *tags; /* accepted tags; NULL = all ("*") */
 	uint32_t ntags;
+	const struct cfx_sql_filter *sql; /* SQL92 filter on properties; NULL = none */
 	uint32_t max_msgs;
 	int64_t invisible_ms;
 };

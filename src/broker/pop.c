@@ -43,8 +43,12 @@
 #include "base/err.h"
 #include "base/hash.h"
 #include "broker/broker_int.h"
+#include "broker/sqlfilter.h"
 
-enum { SLOT_FREE = 0, SLOT_INFLIGHT = 1, SLOT_DONE = 2 };
+/* SLOT_MOVING: in flight, its last attempt expired, and its copy is being
+ * appended to the dead-letter queue; not journaled (after a crash it is
+ * INFLIGHT again and moves again). */
+enum { SLOT_FREE = 0, SLOT_INFLIGHT = 1, SLOT_DONE = 2, SLOT_MOVING = 3 };
 
 enum rec_type {
 	REC_DEFINE = 1, /* cursor id, group, topic, queue, committed */
@@ -422,7 +426,7 @@ static void snapshot_build(struct cfx_broker *br, struct cfx_writer *wr)
 			cfx_write_bytes(wr, buf, rec_encode(buf, &r));
 			for (uint64_t o = c->committed; o < c->next; o++) {
 				struct slot *s = slot_of(c, o);
-				if (s->state != SLOT_INFLIGHT)
+				if (s->state != SLOT_INFLIGHT && s->state != SLOT_MOVING)
 					continue;
 				r = (struct rec){ .type = REC_POP, .seq = br->jseq, .cursor = c->id,
 						  .offset = o, .pop_id = s->pop_id,
@@ -737,14 +741,71 @@ static struct cfx_popped *result_push(struct cfx_pop_result *r)
 	return &r->msgs[r->count++];
 }
 
-static int tag_matches(const struct cfx_pop_req *req, struct cfx_view tag)
+/* Finds a user property of a message; returns 1 with *out set. */
+static int prop_get(const struct cfx_msg_view *v, const char *name, struct cfx_view *out)
 {
-	if (!req->tags)
-		return 1;
-	for (uint32_t i = 0; i < req->ntags; i++)
-		if (cfx_view_eq_str(tag, req->tags[i]))
+	size_t cur = 0;
+	struct cfx_prop p;
+
+	while (cfx_msg_view_next_prop(v, &cur, &p))
+		if (cfx_view_eq_str(p.name, name)) {
+			*out = p.value;
 			return 1;
+		}
 	return 0;
+}
+
+/* The SQL92 filter's view of a message: TAGS is the tag, any other name a
+ * user property; a missing one is NULL (p == NULL). */
+static struct cfx_view sql_get(void *arg, struct cfx_view name)
+{
+	const struct cfx_msg_view *v = arg;
+	size_t cur = 0;
+	struct cfx_prop p;
+
+	if (cfx_view_eq_str(name, CFX_SQL_TAGS_NAME))
+		return v->tag.len ? v->tag : (struct cfx_view){ 0 };
+	while (cfx_msg_view_next_prop(v, &cur, &p))
+		if (p.name.len == name.len && !memcmp(p.name.p, name.p, name.len))
+			return p.value.p ? p.value : (struct cfx_view){ (const uint8_t *)"", 0 };
+	return (struct cfx_view){ 0 };
+}
+
+/* Has the message's time to live (property __TTL_MS or CFX_TTL_MS, in ms
+ * after its born time) passed? */
+static int msg_expired(const struct cfx_msg_view *v, int64_t now)
+{
+	struct cfx_view ttl;
+	char buf[24];
+	char *end;
+
+	if (!prop_get(v, CFX_PROP_TTL_MS, &ttl) && !prop_get(v, "CFX_TTL_MS", &ttl))
+		return 0;
+	if (ttl.len == 0 || ttl.len >= sizeof buf)
+		return 0;
+	memcpy(buf, ttl.p, ttl.len);
+	buf[ttl.len] = '\0';
+	errno = 0;
+	long long ms = strtoll(buf, &end, 10);
+	if (errno || *end || ms <= 0)
+		return 0;
+	return v->born_ms + ms <= now;
+}
+
+/* Does a message pass the request's filters (tags, SQL92)? */
+static int filter_matches(const struct cfx_pop_req *req, const struct cfx_msg_view *v)
+{
+	if (req->tags) {
+		uint32_t i;
+		for (i = 0; i < req->ntags; i++)
+			if (cfx_view_eq_str(v->tag, req->tags[i]))
+				break;
+		if (i == req->ntags)
+			return 0;
+	}
+	if (req->sql && !cfx_sql_match(req->sql, sql_get, (void *)v))
+		return 0;
+	return 1;
 }
 
 static struct cursor *cursor_get(struct cfx_broker *br, struct cfx_view g, struct cfx_view t,
@@ -791,11 +852,29 @@ static void deliver(struct cfx_broker *br, const struct cfx_pop_req *req, struct
 	stats__count_out(br, req->topic, 1, v->body.len);
 }
 
-/* Messages of one queue whose invisibility expired. @locks pop_mu */
-static void pop_expired(struct cfx_broker *br, const struct cfx_pop_req *req, struct cursor *c,
-			int64_t now, struct cfx_pop_result *res)
+/* One pop: the request, its result, and the dead-letter moves it decided. */
+struct move {
+	uint32_t cursor, queue, pop_id;
+	uint64_t offset;
+	uint16_t attempt;
+};
+
+struct pop_ctx {
+	const struct cfx_pop_req *req;
+	struct cfx_pop_result *res;
+	int64_t now;
+	uint32_t max_attempts;
+	struct move *moves;
+	uint32_t nmoves, capmoves;
+};
+
+/* Messages of one queue whose invisibility expired: redelivered, or, after
+ * the group's last attempt, moved to its dead-letter queue. @locks pop_mu */
+static void pop_expired(struct cfx_broker *br, struct pop_ctx *x, struct cursor *c)
 {
-	int64_t earliest = INT64_MAX;
+	const struct cfx_pop_req *req = x->req;
+	struct cfx_pop_result *res = x->res;
+	int64_t earliest = INT64_MAX, now = x->now;
 
 	if (c->earliest_visible > now)
 		return;
@@ -803,6 +882,17 @@ static void pop_expired(struct cfx_broker *br, const struct cfx_pop_req *req, st
 		struct slot *s = slot_of(c, o);
 		if (s->state != SLOT_INFLIGHT)
 			continue;
+		if (s->visible_at <= now && s->attempt >= x->max_attempts) {
+			if (x->nmoves == x->capmoves) {
+				x->capmoves = x->capmoves ? x->capmoves * 2 : 8;
+				x->moves = cfx_realloc(x->moves, x->capmoves * sizeof *x->moves);
+			}
+			x->moves[x->nmoves++] = (struct move){ .cursor = c->id, .queue = c->queue,
+							       .pop_id = s->pop_id, .offset = o,
+							       .attempt = s->attempt };
+			s->state = SLOT_MOVING;
+			continue;
+		}
 		if (s->visible_at > now || res->count >= req->max_msgs) {
 			if (s->visible_at < earliest)
 				earliest = s->visible_at;
@@ -814,8 +904,9 @@ static void pop_expired(struct cfx_broker *br, const struct cfx_pop_req *req, st
 			break;
 		}
 		int rc = cfx_store_read(br->st, req->topic, c->queue, o, 1, 1, rd);
-		if (rc || rd->count == 0 || rd->msgs[0].offset != o) {
-			/* Gone (retention) or unreadable: nothing to redeliver. */
+		if (rc || rd->count == 0 || rd->msgs[0].offset != o || msg_expired(&rd->msgs[0], now)) {
+			/* Gone (retention), unreadable or past its time to live:
+			 * nothing to redeliver. */
 			s->state = SLOT_DONE;
 			c->inflight--;
 			struct rec r = { .type = REC_ACK, .cursor = c->id, .offset = o,
@@ -832,9 +923,11 @@ static void pop_expired(struct cfx_broker *br, const struct cfx_pop_req *req, st
 }
 
 /* New messages of one queue. @locks pop_mu */
-static void pop_new(struct cfx_broker *br, const struct cfx_pop_req *req, struct cursor *c,
-		    int64_t now, struct cfx_pop_result *res)
+static void pop_new(struct cfx_broker *br, struct pop_ctx *x, struct cursor *c)
 {
+	const struct cfx_pop_req *req = x->req;
+	struct cfx_pop_result *res = x->res;
+	int64_t now = x->now;
 	uint32_t wmax = br->o.inflight_max ? br->o.inflight_max : WINDOW_MAX_DEFAULT;
 	uint64_t start, end;
 	uint32_t scanned = 0;
@@ -853,7 +946,8 @@ static void pop_new(struct cfx_broker *br, const struct cfx_pop_req *req, struct
 			break;
 		if (window_reserve(c, c->next + want, wmax))
 			break; /* too many in flight on this queue */
-		int rc = cfx_store_read(br->st, req->topic, c->queue, c->next, req->tags ? 64 : want,
+		int rc = cfx_store_read(br->st, req->topic, c->queue, c->next,
+					req->tags || req->sql ? 64 : want,
 					1u << 20, rd);
 		if (rc == CFX_ECORRUPT || rc == CFX_EUNSUPPORTED) {
 			/* An unreadable batch is skipped, so the group is not stuck on it. */
@@ -875,7 +969,7 @@ static void pop_new(struct cfx_broker *br, const struct cfx_pop_req *req, struct
 				break;
 			c->next = v->offset + 1;
 			scanned++;
-			if (!tag_matches(req, v->tag)) {
+			if (!filter_matches(req, v) || msg_expired(v, now)) {
 				struct rec r = { .type = REC_SKIP, .cursor = c->id, .offset = v->offset };
 				journal(br, &r);
 				*slot_of(c, v->offset) = (struct slot){ .state = SLOT_DONE };
@@ -887,12 +981,27 @@ static void pop_new(struct cfx_broker *br, const struct cfx_pop_req *req, struct
 	advance_committed(c);
 }
 
+/* Dead letters (below). */
+struct dlq_arg {
+	struct cfx_broker *br;
+	struct move *move;  /* a move decided by a pop, or NULL */
+	char *group, *topic; /* ForwardMessageToDeadLetterQueue: ack by handle */
+	char handle[CFX_HANDLE_MAX];
+	cfx_send_cb cb;
+	void *arg;
+};
+
+static int dlq_append(struct cfx_broker *br, struct cfx_view group, struct cfx_view topic,
+		      uint32_t queue, uint64_t offset, uint32_t attempts,
+		      enum cfx_durability durability, cfx_send_cb cb, void *arg);
+static void dlq_moved(void *arg, const struct cfx_send_result *res, uint32_t n);
+
 int cfx_broker_pop(struct cfx_broker *br, const struct cfx_pop_req *req,
 		   struct cfx_pop_result *res)
 {
 	struct cfx_topic_info ti;
 	struct cfx_group_info gi;
-	int64_t now = cfx_clock_wall_ms();
+	struct pop_ctx x = { .req = req, .res = res, .now = cfx_clock_wall_ms() };
 	uint32_t first;
 	int rc;
 
@@ -904,6 +1013,7 @@ int cfx_broker_pop(struct cfx_broker *br, const struct cfx_pop_req *req,
 		rc = cfx_broker_group_get(br, req->group, 1, &gi);
 	if (rc)
 		return rc;
+	x.max_attempts = gi.retry.max_attempts ? gi.retry.max_attempts : 1;
 	first = atomic_fetch_add(&br->rr_pop, 1);
 	pthread_mutex_lock(&br->pop_mu);
 	/* Expired messages first, over all queues; then new ones. */
@@ -911,7 +1021,7 @@ int cfx_broker_pop(struct cfx_broker *br, const struct cfx_pop_req *req,
 		uint32_t q = (first + k) % ti.queues;
 		struct cursor *c = cursor_find(br, req->group, req->topic, q);
 		if (c)
-			pop_expired(br, req, c, now, res);
+			pop_expired(br, &x, c);
 	}
 	for (uint32_t k = 0; k < ti.queues && res->count < req->max_msgs; k++) {
 		uint32_t q = (first + k) % ti.queues;
@@ -921,9 +1031,23 @@ int cfx_broker_pop(struct cfx_broker *br, const struct cfx_pop_req *req,
 			c = cursor_get(br, req->group, req->topic, q,
 				       cfx_store_queue_next_offset(br->st, req->topic, q));
 		}
-		pop_new(br, req, c, now, res);
+		pop_new(br, &x, c);
 	}
 	pthread_mutex_unlock(&br->pop_mu);
+	/* Dead letters, outside the lock: the copy completes through a callback. */
+	for (uint32_t i = 0; i < x.nmoves; i++) {
+		struct move *m = cfx_malloc(sizeof *m);
+		*m = x.moves[i];
+		struct dlq_arg *da = cfx_malloc(sizeof *da);
+		*da = (struct dlq_arg){ .br = br, .move = m };
+		rc = dlq_append(br, req->group, req->topic, m->queue, m->offset, m->attempt,
+				CFX_DURABILITY_ASYNC, dlq_moved, da);
+		if (rc) {
+			struct cfx_send_result r = { .err = rc };
+			dlq_moved(da, &r, 1);
+		}
+	}
+	cfx_free(x.moves);
 	return 0;
 }
 
@@ -1234,49 +1358,21 @@ void pop__tick(struct cfx_broker *br, int64_t now_ms)
  * Dead letters
  * ------------------------------------------------------------------------ */
 
-struct dlq_op {
-	struct cfx_broker *br;
-	char *group, *topic;
-	char handle[CFX_HANDLE_MAX];
-	cfx_send_cb cb;
-	void *arg;
-};
-
-static void dlq_sent(void *arg, const struct cfx_send_result *res, uint32_t n)
-{
-	struct dlq_op *op = arg;
-	struct cfx_send_result r = res[0];
-
-	CFX_UNUSED(n);
-	if (!r.err) {
-		/* Stored in the dead-letter queue: the original is done. */
-		int rc = cfx_broker_ack(op->br, CFX_VIEW_STR(op->group), CFX_VIEW_STR(op->topic),
-					op->handle);
-		if (rc)
-			r.err = rc;
-	}
-	op->cb(op->arg, &r, 1);
-	cfx_free(op->group);
-	cfx_free(op->topic);
-	cfx_free(op);
-}
-
-int cfx_broker_forward_dlq(struct cfx_broker *br, struct cfx_view group, struct cfx_view topic,
-			   const char *handle, enum cfx_durability durability, cfx_send_cb cb,
-			   void *arg)
+/*
+ * Appends a copy of the message at (topic, queue, offset) to the group's
+ * dead-letter queue `%DLQ%<group>` (created on demand, one queue): body,
+ * tag, keys, id and properties, plus DLQ_ORIGIN_TOPIC,
+ * DLQ_ORIGIN_MESSAGE_ID and DLQ_ATTEMPTS. Returns 0 (cb is called) or an
+ * error (it is not).
+ */
+static int dlq_append(struct cfx_broker *br, struct cfx_view group, struct cfx_view topic,
+		      uint32_t queue, uint64_t offset, uint32_t attempts,
+		      enum cfx_durability durability, cfx_send_cb cb, void *arg)
 {
 	struct cfx_read_result rd;
-	struct handle h;
-	struct cursor *c;
-	struct slot *s;
-	char dlq[160];
+	char dlq[160], att[16];
 	int rc;
 
-	pthread_mutex_lock(&br->pop_mu);
-	rc = handle_slot(br, group, topic, handle, &h, &c, &s);
-	pthread_mutex_unlock(&br->pop_mu);
-	if (rc)
-		return rc;
 	if (snprintf(dlq, sizeof dlq, "%%DLQ%%%.*s", (int)group.len, group.p) >= 128)
 		return CFX_ETOPIC;
 	if (cfx_broker_topic_get(br, CFX_VIEW_STR(dlq), 0, &(struct cfx_topic_info){ 0 }) ==
@@ -1285,21 +1381,26 @@ int cfx_broker_forward_dlq(struct cfx_broker *br, struct cfx_view group, struct 
 		if (rc && rc != CFX_EEXIST)
 			return rc;
 	}
+	snprintf(att, sizeof att, "%u", attempts);
 	cfx_read_result_init(&rd);
-	rc = cfx_store_read(br->st, topic, h.queue, h.offset, 1, 1, &rd);
-	if (!rc && (rd.count == 0 || rd.msgs[0].offset != h.offset))
+	rc = cfx_store_read(br->st, topic, queue, offset, 1, 1, &rd);
+	if (!rc && (rd.count == 0 || rd.msgs[0].offset != offset))
 		rc = CFX_ENOENT;
 	if (!rc) {
 		const struct cfx_msg_view *v = &rd.msgs[0];
-		struct cfx_prop props[CFX_MSG_PROPS_MAX];
+		struct cfx_prop *props = cfx_malloc(CFX_MSG_PROPS_MAX * sizeof *props);
 		uint32_t np = 0;
 		size_t cur = 0;
 		struct cfx_prop p;
 
-		while (np < CFX_MSG_PROPS_MAX - 5 && cfx_msg_view_next_prop(v, &cur, &p))
-			props[np++] = p;
+		while (np < CFX_MSG_PROPS_MAX - 6 && cfx_msg_view_next_prop(v, &cur, &p))
+			if (!cfx_view_eq_str(p.name, "DLQ_ORIGIN_TOPIC") &&
+			    !cfx_view_eq_str(p.name, "DLQ_ORIGIN_MESSAGE_ID") &&
+			    !cfx_view_eq_str(p.name, "DLQ_ATTEMPTS"))
+				props[np++] = p;
 		props[np++] = (struct cfx_prop){ CFX_VIEW_STR("DLQ_ORIGIN_TOPIC"), topic };
 		props[np++] = (struct cfx_prop){ CFX_VIEW_STR("DLQ_ORIGIN_MESSAGE_ID"), v->msg_id };
+		props[np++] = (struct cfx_prop){ CFX_VIEW_STR("DLQ_ATTEMPTS"), CFX_VIEW_STR(att) };
 		struct cfx_send_msg m = { .m = { .key = v->key,
 						 .key_null = v->key_null,
 						 .body = v->body,
@@ -1311,20 +1412,102 @@ int cfx_broker_forward_dlq(struct cfx_broker *br, struct cfx_view group, struct 
 						 .props = props,
 						 .prop_count = np },
 					  .type = CFX_MSG_NORMAL };
-		struct dlq_op *op = cfx_calloc(1, sizeof *op);
-		op->br = br;
-		op->group = cfx_strndup((const char *)group.p, group.len);
-		op->topic = cfx_strndup((const char *)topic.p, topic.len);
-		snprintf(op->handle, sizeof op->handle, "%s", handle);
-		op->cb = cb;
-		op->arg = arg;
-		rc = cfx_broker_send(br, CFX_VIEW_STR(dlq), &m, 1, durability, dlq_sent, op);
-		if (rc) {
-			cfx_free(op->group);
-			cfx_free(op->topic);
-			cfx_free(op);
-		}
+		rc = cfx_broker_send(br, CFX_VIEW_STR(dlq), &m, 1, durability, cb, arg);
+		cfx_free(props);
 	}
 	cfx_read_result_free(&rd);
+	return rc;
+}
+
+static void dlq_arg_free(struct dlq_arg *da)
+{
+	cfx_free(da->move);
+	cfx_free(da->group);
+	cfx_free(da->topic);
+	cfx_free(da);
+}
+
+/* A dead-letter move decided by a pop completed: the slot is done, or, if
+ * the copy failed, visible again a second later to be tried again. */
+static void dlq_moved(void *arg, const struct cfx_send_result *res, uint32_t n)
+{
+	struct dlq_arg *da = arg;
+	struct cfx_broker *br = da->br;
+	struct move *m = da->move;
+	int64_t now = cfx_clock_wall_ms();
+	struct cursor *c;
+
+	CFX_UNUSED(n);
+	pthread_mutex_lock(&br->pop_mu);
+	c = cursor_by_id(br, m->cursor);
+	if (c && m->offset >= c->committed && m->offset < c->next) {
+		struct slot *s = slot_of(c, m->offset);
+		if (s->state == SLOT_MOVING && s->pop_id == m->pop_id) {
+			struct rec r = { .type = REC_ACK, .cursor = c->id, .offset = m->offset,
+					 .pop_id = m->pop_id };
+			if (res[0].err || journal(br, &r)) {
+				cfx_log_ratelimited(CFX_LOG_WARN,
+						    "broker: %s/%u offset %" PRIu64 ": cannot move to "
+						    "the dead-letter queue of %s: %s",
+						    c->topic, c->queue, m->offset, c->group,
+						    cfx_strerror(res[0].err ? res[0].err : CFX_EIO));
+				s->state = SLOT_INFLIGHT;
+				s->visible_at = now + 1000;
+				if (s->visible_at < c->earliest_visible)
+					c->earliest_visible = s->visible_at;
+			} else {
+				s->state = SLOT_DONE;
+				c->inflight--;
+				advance_committed(c);
+			}
+		}
+	}
+	pthread_mutex_unlock(&br->pop_mu);
+	dlq_arg_free(da);
+}
+
+/* ForwardMessageToDeadLetterQueue: stored in the DLQ, the original is acknowledged. */
+static void dlq_forwarded(void *arg, const struct cfx_send_result *res, uint32_t n)
+{
+	struct dlq_arg *da = arg;
+	struct cfx_send_result r = res[0];
+
+	CFX_UNUSED(n);
+	if (!r.err) {
+		int rc = cfx_broker_ack(da->br, CFX_VIEW_STR(da->group), CFX_VIEW_STR(da->topic),
+					da->handle);
+		if (rc)
+			r.err = rc;
+	}
+	da->cb(da->arg, &r, 1);
+	dlq_arg_free(da);
+}
+
+int cfx_broker_forward_dlq(struct cfx_broker *br, struct cfx_view group, struct cfx_view topic,
+			   const char *handle, enum cfx_durability durability, cfx_send_cb cb,
+			   void *arg)
+{
+	struct dlq_arg *da;
+	struct handle h;
+	struct cursor *c;
+	struct slot *s;
+	int rc;
+
+	pthread_mutex_lock(&br->pop_mu);
+	rc = handle_slot(br, group, topic, handle, &h, &c, &s);
+	pthread_mutex_unlock(&br->pop_mu);
+	if (rc)
+		return rc;
+	da = cfx_calloc(1, sizeof *da);
+	da->br = br;
+	da->group = cfx_strndup((const char *)group.p, group.len);
+	da->topic = cfx_strndup((const char *)topic.p, topic.len);
+	snprintf(da->handle, sizeof da->handle, "%s", handle);
+	da->cb = cb;
+	da->arg = arg;
+	rc = dlq_append(br, group, topic, h.queue, h.offset, h.attempt, durability, dlq_forwarded,
+			da);
+	if (rc)
+		dlq_arg_free(da);
 	return rc;
 }

@@ -16,6 +16,7 @@
 #include "base/clock.h"
 #include "base/err.h"
 #include "base/log.h"
+#include "broker/sqlfilter.h"
 #include "proto/grpc/rmq.h"
 
 #define BATCH_MAX 32
@@ -28,6 +29,7 @@ struct recv_state {
 	char *group, *topic;
 	char **tags;
 	uint32_t ntags;
+	struct cfx_sql_filter *sql;
 	int64_t until_ms;	 /* monotonic: answer "not found" at this time */
 	struct cfx_timer timer;
 	uint64_t watch_id;
@@ -44,6 +46,7 @@ static void state_free(struct recv_state *rs)
 	for (uint32_t i = 0; i < rs->ntags; i++)
 		cfx_free(rs->tags[i]);
 	cfx_free(rs->tags);
+	cfx_sql_free(rs->sql);
 	cfx_free(rs->group);
 	cfx_free(rs->topic);
 	cfx_free(rs);
@@ -371,6 +374,7 @@ void rmq_receive_message(struct grpc_call *call, const uint8_t *msg, size_t len)
 	struct rmq_service *svc = rmq_svc(call);
 	PB(ReceiveMessageRequest) *req = PBF(receive_message_request, unpack)(NULL, len, msg);
 	struct recv_state *rs;
+	struct cfx_sql_filter *sql = NULL;
 	int64_t now = cfx_clock_mono_ms(), poll, invisible, deadline;
 
 	if (!req) {
@@ -387,9 +391,14 @@ void rmq_receive_message(struct grpc_call *call, const uint8_t *msg, size_t len)
 	}
 	if (req->filter_expression &&
 	    req->filter_expression->type == APACHE__ROCKETMQ__V2__FILTER_TYPE__SQL) {
-		answer_error(call, RMQ_CODE(NOT_IMPLEMENTED),
-			     "SQL92 filters are not served by this version of Conflux");
-		goto out;
+		const char *text = req->filter_expression->expression ? req->filter_expression->expression
+								      : "";
+		char why[200], msgbuf[300];
+		if (cfx_sql_compile(text, strlen(text), &sql, why, sizeof why)) {
+			snprintf(msgbuf, sizeof msgbuf, "illegal SQL92 filter expression: %s", why);
+			answer_error(call, RMQ_CODE(ILLEGAL_FILTER_EXPRESSION), msgbuf);
+			goto out;
+		}
 	}
 	if (req->auto_renew) {
 		invisible = svc->o.auto_renew_invisible_ms;
@@ -414,8 +423,13 @@ void rmq_receive_message(struct grpc_call *call, const uint8_t *msg, size_t len)
 	rs = cfx_calloc(1, sizeof *rs);
 	rs->group = cfx_strdup(req->group->name);
 	rs->topic = cfx_strdup(req->message_queue->topic ? req->message_queue->topic->name : "");
-	if (req->filter_expression && req->filter_expression->expression)
+	if (sql) {
+		rs->sql = sql;
+		rs->req.sql = sql;
+		sql = NULL;
+	} else if (req->filter_expression && req->filter_expression->expression) {
 		parse_tags(req->filter_expression->expression, rs);
+	}
 	rs->req.group = CFX_VIEW_STR(rs->group);
 	rs->req.topic = CFX_VIEW_STR(rs->topic);
 	rs->req.tags = rs->ntags ? (const char *const *)rs->tags : NULL;
@@ -427,6 +441,7 @@ void rmq_receive_message(struct grpc_call *call, const uint8_t *msg, size_t len)
 	grpc_call_set_data(call, rs);
 	try_receive(call, rs);
 out:
+	cfx_sql_free(sql);
 	PBF(receive_message_request, free_unpacked)(req, NULL);
 }
 

@@ -13,7 +13,9 @@
 #include <unistd.h>
 
 #include "base/err.h"
+#include "base/clock.h"
 #include "broker/broker.h"
+#include "broker/sqlfilter.h"
 #include "../store/store_test_util.h"
 
 struct fx {
@@ -286,6 +288,129 @@ static void test_tag_filter(void **state)
 	cfx_pop_result_free(&res);
 }
 
+
+/* Sends one message with properties (name=value pairs), waits. */
+static void send_props(struct fx *f, const char *topic, const char *body, const char *const *kv,
+		       uint32_t nkv)
+{
+	struct cfx_prop props[8];
+	struct cfx_send_msg m;
+	struct sent s;
+
+	memset(&s, 0, sizeof s);
+	pthread_mutex_init(&s.mu, NULL);
+	pthread_cond_init(&s.cv, NULL);
+	for (uint32_t i = 0; i < nkv; i++)
+		props[i] = (struct cfx_prop){ CFX_VIEW_STR(kv[2 * i]), CFX_VIEW_STR(kv[2 * i + 1]) };
+	memset(&m, 0, sizeof m);
+	m.m.body = CFX_VIEW_STR(body);
+	m.m.key_null = 1;
+	m.m.born_ms = cfx_clock_wall_ms();
+	m.m.props = props;
+	m.m.prop_count = nkv;
+	m.type = CFX_MSG_NORMAL;
+	assert_int_equal(cfx_broker_send(f->br, CFX_VIEW_STR(topic), &m, 1, CFX_DURABILITY_SYNC,
+					 sent_cb, &s), 0);
+	pthread_mutex_lock(&s.mu);
+	while (!s.done)
+		pthread_cond_wait(&s.cv, &s.mu);
+	pthread_mutex_unlock(&s.mu);
+	assert_int_equal(s.res[0].err, 0);
+	assert_int_equal(cfx_store_wait_dispatched(cfx_broker_store(f->br), 5000), 0);
+}
+
+static void test_dead_letter_after_max_attempts(void **state)
+{
+	struct fx *f = *state;
+	struct cfx_group_info gi = { .name = "dg" };
+	struct cfx_pop_result res;
+	struct cfx_read_result rd;
+	struct sent s;
+
+	cfx_pop_result_init(&res);
+	cfx_retry_policy_default(&gi.retry);
+	gi.retry.max_attempts = 2;
+	assert_int_equal(cfx_broker_group_create(f->br, &gi), 0);
+	assert_int_equal(cfx_broker_topic_create(f->br, "dt", CFX_MSG_NORMAL, 1), 0);
+	assert_int_equal(cfx_broker_subscribe(f->br, CFX_VIEW_STR("dg"), CFX_VIEW_STR("dt")), 0);
+	send_n(f, "dt", "d", 1, "T", NULL, &s);
+	/* Two deliveries, never acknowledged (invisible for 0 ms)... */
+	assert_int_equal(pop(f, "dg", "dt", 8, 0, &res), 1);
+	assert_int_equal(res.msgs[0].attempt, 1);
+	assert_int_equal(pop(f, "dg", "dt", 8, 0, &res), 1);
+	assert_int_equal(res.msgs[0].attempt, 2);
+	/* ...then the next pop moves it to the dead-letter queue instead. */
+	assert_int_equal(pop(f, "dg", "dt", 8, 0, &res), 0);
+	cfx_read_result_init(&rd);
+	for (int i = 0; i < 500; i++) {
+		cfx_store_wait_dispatched(cfx_broker_store(f->br), 5000);
+		cfx_read_result_free(&rd);
+		cfx_read_result_init(&rd);
+		if (cfx_store_read(cfx_broker_store(f->br), CFX_VIEW_STR("%DLQ%dg"), 0, 0, 8, 1 << 20,
+				   &rd) == 0 && rd.count)
+			break;
+		usleep(10000);
+	}
+	assert_int_equal(rd.count, 1);
+	assert_true(cfx_view_eq_str(rd.msgs[0].body, "d-0"));
+	assert_true(cfx_view_eq_str(rd.msgs[0].tag, "T"));
+	size_t cur = 0;
+	struct cfx_prop p;
+	int seen = 0;
+	while (cfx_msg_view_next_prop(&rd.msgs[0], &cur, &p)) {
+		if (cfx_view_eq_str(p.name, "DLQ_ATTEMPTS"))
+			seen += cfx_view_eq_str(p.value, "2");
+		if (cfx_view_eq_str(p.name, "DLQ_ORIGIN_TOPIC"))
+			seen += cfx_view_eq_str(p.value, "dt");
+	}
+	assert_int_equal(seen, 2);
+	cfx_read_result_free(&rd);
+	/* Done for the group: never delivered again, the position moved on. */
+	struct cfx_group_queue_state gs;
+	for (int i = 0; i < 500; i++) {
+		cfx_broker_group_queue_state(f->br, CFX_VIEW_STR("dg"), CFX_VIEW_STR("dt"), 0, &gs);
+		if (gs.committed == 1)
+			break;
+		usleep(10000);
+	}
+	assert_int_equal(gs.committed, 1);
+	assert_int_equal(pop(f, "dg", "dt", 8, 0, &res), 0);
+	cfx_pop_result_free(&res);
+}
+
+static void test_sql_filter_and_ttl(void **state)
+{
+	struct fx *f = *state;
+	struct cfx_sql_filter *sql;
+	struct cfx_pop_result res;
+	char err[128];
+	const char *m1[] = { "a", "7", "b", "x" };
+	const char *m2[] = { "a", "3", "b", "x" };
+	const char *m3[] = { "a", "9" };
+	const char *m4[] = { "a", "8", "b", "x", "CFX_TTL_MS", "1" };
+	const char *m5[] = { "a", "6", "b", "x", "CFX_TTL_MS", "3600000" };
+	const char *text = "a > 5 AND b = 'x'";
+
+	cfx_pop_result_init(&res);
+	assert_int_equal(cfx_sql_compile(text, strlen(text), &sql, err, sizeof err), 0);
+	assert_int_equal(cfx_broker_topic_create(f->br, "sq", CFX_MSG_NORMAL, 1), 0);
+	assert_int_equal(cfx_broker_subscribe(f->br, CFX_VIEW_STR("g"), CFX_VIEW_STR("sq")), 0);
+	send_props(f, "sq", "m1", m1, 2);
+	send_props(f, "sq", "m2", m2, 2);
+	send_props(f, "sq", "m3", m3, 1);
+	send_props(f, "sq", "m4", m4, 3); /* matches, but lives 1 ms */
+	send_props(f, "sq", "m5", m5, 3);
+	usleep(5000);
+	struct cfx_pop_req req = { .group = CFX_VIEW_STR("g"), .topic = CFX_VIEW_STR("sq"),
+				   .sql = sql, .max_msgs = 32, .invisible_ms = 30000 };
+	assert_int_equal(cfx_broker_pop(f->br, &req, &res), 0);
+	assert_int_equal(res.count, 2);
+	assert_true(cfx_view_eq_str(res.msgs[0].v.body, "m1"));
+	assert_true(cfx_view_eq_str(res.msgs[1].v.body, "m5"));
+	cfx_pop_result_free(&res);
+	cfx_sql_free(sql);
+}
+
 static atomic_int woken;
 
 static void wake_cb(void *arg)
@@ -365,6 +490,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_invisibility_redelivery_and_change, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_tag_filter, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_dead_letter_after_max_attempts, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_sql_filter_and_ttl, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_watch_fires_on_new_message, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_pop_state_survives_restart_and_crash, setup,
 						teardown),
