@@ -22,6 +22,11 @@ void cfx_broker_opts_default(struct cfx_broker_opts *o)
 	o->pop_flush_interval_ms = 100;
 	o->pop_journal_bytes_max = 64u << 20;
 	o->inflight_max = 65536;
+	o->timer_max_ms = 3 * 24 * 3600 * 1000LL;
+	o->txn_check_first_ms = 6000;
+	o->txn_check_interval_ms = 30000;
+	o->txn_check_max = 15;
+	o->txn_check_default_commit = 0;
 }
 
 struct cfx_store *cfx_broker_store(struct cfx_broker *br)
@@ -59,6 +64,8 @@ static void *timer_thread(void *arg)
 			break;
 		pthread_mutex_unlock(&br->timer_mu);
 		int64_t now = cfx_clock_mono_ms();
+		timer__tick(br);
+		txn__tick(br);
 		pop__tick(br, now - last_flush >= br->o.pop_flush_interval_ms ? now : 0);
 		last_flush = now;
 		pthread_mutex_lock(&br->timer_mu);
@@ -91,6 +98,8 @@ int cfx_broker_open(const struct cfx_broker_opts *o, struct cfx_broker **out,
 	pthread_mutex_init(&br->pop_mu, NULL);
 	pthread_mutex_init(&br->watch_mu, NULL);
 	pthread_mutex_init(&br->timer_mu, NULL);
+	pthread_mutex_init(&br->tm_mu, NULL);
+	pthread_mutex_init(&br->txn_mu, NULL);
 	pthread_cond_init(&br->timer_cv, NULL);
 
 	so.on_dispatch = on_dispatch;
@@ -102,6 +111,10 @@ int cfx_broker_open(const struct cfx_broker_opts *o, struct cfx_broker **out,
 		rc = meta__load(br);
 	if (!rc)
 		rc = pop__open(br);
+	if (!rc)
+		rc = timer__open(br);
+	if (!rc)
+		rc = txn__open(br);
 	if (rc) {
 		cfx_broker_close(br);
 		return rc;
@@ -125,6 +138,8 @@ int cfx_broker_close(struct cfx_broker *br)
 		pthread_mutex_unlock(&br->timer_mu);
 		pthread_join(br->timer_thr, NULL);
 	}
+	timer__close(br);
+	txn__close(br);
 	pop__close(br);
 	while (br->watches) {
 		struct watch *w = br->watches;
@@ -140,6 +155,8 @@ int cfx_broker_close(struct cfx_broker *br)
 	pthread_mutex_destroy(&br->pop_mu);
 	pthread_mutex_destroy(&br->watch_mu);
 	pthread_mutex_destroy(&br->timer_mu);
+	pthread_mutex_destroy(&br->tm_mu);
+	pthread_mutex_destroy(&br->txn_mu);
 	pthread_cond_destroy(&br->timer_cv);
 	cfx_free(br->dir);
 	cfx_free(br->meta_dir);

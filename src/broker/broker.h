@@ -23,6 +23,8 @@
 
 struct cfx_broker;
 
+#define CFX_HANDLE_MAX 96 /* receipt handle text, NUL included */
+
 /* Message types (values as in RocketMQ's MessageType) and topic types. */
 enum cfx_msg_type {
 	CFX_MSG_NORMAL = 1,
@@ -43,6 +45,11 @@ struct cfx_broker_opts {
 	int64_t pop_flush_interval_ms;	/* fdatasync of the POP journal */
 	uint64_t pop_journal_bytes_max;	/* snapshot and restart the journal past this */
 	uint32_t inflight_max;		/* window of in-flight messages per group and queue */
+	int64_t timer_max_ms;		/* longest delay of a delayed message */
+	int64_t txn_check_first_ms;	/* first check-back of an open transaction */
+	int64_t txn_check_interval_ms;	/* later check-backs */
+	uint32_t txn_check_max;		/* check-backs before the default resolution */
+	int txn_check_default_commit;	/* resolution after the last check: 1 commit, 0 rollback */
 };
 
 void cfx_broker_opts_default(struct cfx_broker_opts *o);
@@ -78,6 +85,7 @@ int cfx_broker_topic_get(struct cfx_broker *br, struct cfx_view name, int create
 int cfx_broker_topic_update(struct cfx_broker *br, const char *name, int type, uint32_t queues);
 /* Forgets the topic (its stored messages age out with retention). */
 int cfx_broker_topic_delete(struct cfx_broker *br, const char *name);
+/* Every topic but the broker's system topics (%SYS%...). */
 void cfx_broker_topic_foreach(struct cfx_broker *br,
 			      void (*fn)(void *arg, const struct cfx_topic_info *t), void *arg);
 
@@ -130,14 +138,31 @@ struct cfx_send_msg {
 	struct cfx_msg m;
 	int type;		    /* enum cfx_msg_type */
 	struct cfx_view group;	    /* message group (FIFO); empty = none */
-	int64_t deliver_at_ms;	    /* DELAY: absolute delivery time */
+	int64_t deliver_at_ms;	    /* DELAY: absolute delivery time (past or 0: now) */
+	struct cfx_view producer_group; /* TRANSACTION: who to ask about it (may be empty) */
+	int released;		    /* internal: a due timer or committed half message */
 };
 
 struct cfx_send_result {
 	int err;	     /* per message */
 	uint32_t queue;
 	uint64_t offset;
+	/* A delayed message: its recall handle; a half message: its
+	 * transaction id; else empty. */
+	char handle[CFX_HANDLE_MAX];
 };
+
+/* System topics: delayed messages wait in the first, half (transactional,
+ * not yet committed) messages in the second; one queue each. */
+#define CFX_TIMER_TOPIC "%SYS%TIMER"
+#define CFX_HALF_TOPIC "%SYS%HALF"
+/* Properties the broker sets on system copies. */
+#define CFX_PROP_REAL_TOPIC "__REAL_TOPIC"
+#define CFX_PROP_DELIVER_AT "__DELIVER_AT"
+#define CFX_PROP_TIMER_ID "__TIMER_ID"
+#define CFX_PROP_TXN_ID "__TXN_ID"
+#define CFX_PROP_PRODUCER_GROUP "__PRODUCER_GROUP"
+
 
 /* Called once per send with one result per message. @thread any */
 typedef void (*cfx_send_cb)(void *arg, const struct cfx_send_result *res, uint32_t count);
@@ -148,11 +173,58 @@ typedef void (*cfx_send_cb)(void *arg, const struct cfx_send_result *res, uint32
  * others go round-robin. Returns 0 (cb is called exactly once, maybe
  * before returning) or an error for the whole request without calling cb:
  * CFX_ENOENT (no such topic), CFX_ETOPIC, CFX_EINVAL (a message's type does
- * not fit the topic: see cfx_broker_send_check), CFX_EUNSUPPORTED (delayed
- * and transactional messages are not served yet).
+ * not fit the topic: see cfx_broker_type_accepts), CFX_ERANGE (a delivery
+ * time beyond the maximum delay).
+ *
+ * A DELAY message due in the future waits in CFX_TIMER_TOPIC and its result
+ * carries a recall handle; a TRANSACTION message waits as a half message in
+ * CFX_HALF_TOPIC until cfx_broker_end_transaction, and its result carries
+ * the transaction id. Their queue and offset are those of the system topic.
  */
 int cfx_broker_send(struct cfx_broker *br, struct cfx_view topic, const struct cfx_send_msg *msgs,
 		    uint32_t count, enum cfx_durability durability, cfx_send_cb cb, void *arg);
+
+/*
+ * Cancels a delayed message that has not been delivered yet, named by the
+ * recall handle its send returned; writes its message id. Returns 0,
+ * CFX_EINVAL (malformed or forged handle, or one of another topic) or
+ * CFX_ENOENT (delivered or recalled already).
+ */
+int cfx_broker_recall(struct cfx_broker *br, struct cfx_view topic, const char *handle,
+		      char *msg_id, size_t msg_id_len);
+
+/* ------------------------------------------------------------------------
+ * Transactions
+ * ------------------------------------------------------------------------ */
+
+/*
+ * Commits (the half message is appended to its topic; cb gets that
+ * result) or rolls back (dropped; cb gets err 0) the transaction `txn_id`
+ * that a send of a TRANSACTION message returned. cb may be NULL. Returns 0
+ * (cb is called), CFX_EINVAL (malformed or forged id, another topic's) or
+ * CFX_ENOENT (resolved already, or being resolved).
+ */
+int cfx_broker_end_transaction(struct cfx_broker *br, struct cfx_view topic, const char *txn_id,
+			       int commit, cfx_send_cb cb, void *arg);
+
+/* An open transaction to check back with its producer. Valid during the call. */
+struct cfx_txn_check {
+	struct cfx_view topic;		/* the real topic */
+	struct cfx_view producer_group; /* as sent; may be empty */
+	char txn_id[CFX_HANDLE_MAX];
+	const struct cfx_msg_view *msg;	/* the half message (its properties include
+					 * the broker's __REAL_TOPIC) */
+};
+
+typedef void (*cfx_txn_check_fn)(void *arg, const struct cfx_txn_check *c);
+
+/* Who checks back open transactions (the front end); called on the broker's timer thread. */
+void cfx_broker_set_txn_checker(struct cfx_broker *br, cfx_txn_check_fn fn, void *arg);
+/* Open transactions. */
+size_t cfx_broker_txn_open(struct cfx_broker *br);
+
+/* Delayed messages waiting, and the bytes the timing wheel holds for them. */
+size_t cfx_broker_timers_pending(struct cfx_broker *br, size_t *memory);
 
 /* Does a message of `msg_type` fit a topic of `topic_type`? */
 int cfx_broker_type_accepts(int topic_type, int msg_type);
@@ -161,7 +233,6 @@ int cfx_broker_type_accepts(int topic_type, int msg_type);
  * POP consumption
  * ------------------------------------------------------------------------ */
 
-#define CFX_HANDLE_MAX 96 /* receipt handle text, NUL included */
 
 struct cfx_sql_filter;
 
@@ -279,5 +350,55 @@ void cfx_broker_group_positions(struct cfx_broker *br, struct cfx_view group,
 /* Moves a group's position on every queue of a topic to `offset` (or to the time). */
 int cfx_broker_group_reset(struct cfx_broker *br, struct cfx_view group, struct cfx_view topic,
 			   int64_t offset, int64_t ts_ms);
+
+/* ------------------------------------------------------------------------
+ * Dead letters
+ *
+ * A group's dead-letter queue is the topic `%DLQ%<group>` (one queue,
+ * created on demand, MIXED). Re-driving sends its messages back to their
+ * origin topics (property DLQ_ORIGIN_TOPIC); the position is the POP cursor
+ * of the system group `%REDRIVE%<group>` on the DLQ topic (dlq.c).
+ * ------------------------------------------------------------------------ */
+
+#define CFX_DLQ_PREFIX "%DLQ%"
+#define CFX_REDRIVE_PREFIX "%REDRIVE%"
+#define CFX_DLQ_NAME_MAX 128 /* the names below, NUL included */
+
+/*
+ * Writes the DLQ topic and the redrive group of `group` into `dlq` and
+ * `redrive` (CFX_DLQ_NAME_MAX bytes each). Returns 0, or CFX_EINVAL for an
+ * invalid group name or one too long to have a redrive group (a group
+ * name of at most 111 bytes: the redrive group is a group name too).
+ */
+int cfx_broker_dlq_names(struct cfx_view group, char *dlq, char *redrive);
+
+struct cfx_dlq_position {
+	uint64_t position; /* the redrive group's committed offset on queue 0; 0 if it never ran */
+	uint64_t start;	   /* the first offset still stored in the DLQ */
+	uint64_t end;	   /* the DLQ's end offset */
+	uint32_t inflight; /* messages being re-driven, or left in place by a re-drive */
+};
+
+/* Where re-driving `group`'s DLQ stands. Returns 0, CFX_ENOENT (no DLQ), CFX_EINVAL. */
+int cfx_broker_dlq_position(struct cfx_broker *br, struct cfx_view group,
+			    struct cfx_dlq_position *pos);
+
+/*
+ * Re-sends up to `max` messages of `%DLQ%<group>` to their origin topics
+ * (DLQ_ORIGIN_TOPIC; the copy drops the DLQ_* properties and gets a fresh
+ * attempt count), each acknowledged in the DLQ once its origin topic has
+ * stored it, so a crash re-drives at most the in-progress ones again. The
+ * position is the POP cursor of the system group `%REDRIVE%<group>` on the
+ * DLQ topic (it starts at the DLQ's beginning, not its end). Messages
+ * without DLQ_ORIGIN_TOPIC, or whose origin topic no longer exists or
+ * refuses them, count as looked at and stay in the DLQ (visible again a
+ * few seconds later, for the next re-drive). cb(arg, redriven, first_error)
+ * is called once, on any thread, maybe before this returns. Returns 0 or
+ * an error without calling cb: CFX_ENOENT (no such DLQ), CFX_EINVAL (bad
+ * group name, max 0), or the broker's error creating the redrive group.
+ */
+int cfx_broker_dlq_redrive(struct cfx_broker *br, struct cfx_view group, uint32_t max,
+			   enum cfx_durability durability,
+			   void (*cb)(void *arg, uint32_t redriven, int err), void *arg);
 
 #endif

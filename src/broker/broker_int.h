@@ -62,6 +62,22 @@ struct broker_stats {
 	_Atomic(struct tstat *) buckets[STATS_BUCKETS];
 };
 
+/*
+ * Which entries of a system queue (%SYS%TIMER, %SYS%HALF; queue 0) are
+ * done (fired, recalled, resolved): all below `base`, and the set bits of
+ * `w` above it (bit i = offset base + i). Kept under pop_mu, journaled
+ * with the POP state.
+ */
+enum { SYS_TIMER = 0, SYS_HALF = 1, SYS_KINDS = 2 };
+
+struct sysdone {
+	uint64_t base;
+	uint64_t *w;
+	uint32_t nw;
+};
+
+struct half;
+
 struct watch {
 	struct watch *next;
 	uint64_t id;
@@ -94,6 +110,7 @@ struct cfx_broker {
 	int jdirty;		/* written since the last fdatasync */
 	uint8_t secret[32];
 	atomic_uint rr_pop;
+	struct sysdone sys[SYS_KINDS];
 
 	/* watches */
 	pthread_mutex_t watch_mu;
@@ -102,6 +119,18 @@ struct cfx_broker {
 
 	/* traffic counters */
 	struct broker_stats stats;
+
+	/* delayed messages (timer.c) */
+	pthread_mutex_t tm_mu;
+	struct cfx_twheel *tm_wheel;
+
+	/* transactions (txn.c) */
+	pthread_mutex_t txn_mu;
+	struct half *txn_v;	/* open half messages */
+	uint32_t txn_n, txn_cap;
+	int64_t txn_next_ms;
+	cfx_txn_check_fn txn_check;
+	void *txn_check_arg;
 
 	/* timer thread */
 	pthread_t timer_thr;
@@ -122,8 +151,37 @@ void pop__close(struct cfx_broker *br);
 /* One timer tick: flush the journal, wake watchers of expired messages, snapshot. */
 void pop__tick(struct cfx_broker *br, int64_t now_ms);
 
+/* Marks entry `offset` of system queue `kind` done (journaled); CFX_EEXIST if it was. */
+int pop__sys_done(struct cfx_broker *br, int kind, uint64_t offset);
+int pop__sys_is_done(struct cfx_broker *br, int kind, uint64_t offset);
+/* Every entry below this offset is done. */
+uint64_t pop__sys_base(struct cfx_broker *br, int kind);
+
+/* Handles naming entry `offset` of system queue `kind`, bound to `topic`
+ * (recall handles, transaction ids): 24 characters, MAC-verified. */
+void broker__sys_handle(struct cfx_broker *br, int kind, struct cfx_view topic, uint64_t offset,
+			char out[CFX_HANDLE_MAX]);
+int broker__sys_handle_decode(struct cfx_broker *br, int kind, struct cfx_view topic,
+			      const char *text, uint64_t *offset);
+
 /* watch.c is in pop.c: wakes watchers of `topic` (all groups when group is NULL). */
 void broker__wake(struct cfx_broker *br, struct cfx_view group, struct cfx_view topic);
+
+/* timer.c: delayed messages. */
+int timer__open(struct cfx_broker *br);
+void timer__close(struct cfx_broker *br);
+/* One tick: fires the timers that are due. */
+void timer__tick(struct cfx_broker *br);
+/* A delayed message was stored at `id` of %SYS%TIMER. */
+void timer__added(struct cfx_broker *br, uint64_t id, int64_t due_ms);
+
+/* txn.c: transactions. */
+int txn__open(struct cfx_broker *br);
+void txn__close(struct cfx_broker *br);
+/* One tick: check-backs and default resolutions that are due. */
+void txn__tick(struct cfx_broker *br);
+/* A half message was stored at `off` of %SYS%HALF. */
+void txn__added(struct cfx_broker *br, uint64_t off);
 
 /* stats.c: counts `msgs` messages of `bytes` body bytes appended to / delivered from `topic`. */
 void stats__count_in(struct cfx_broker *br, struct cfx_view topic, uint32_t msgs, uint64_t bytes);

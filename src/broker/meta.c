@@ -419,7 +419,8 @@ void cfx_broker_topic_foreach(struct cfx_broker *br,
 {
 	pthread_mutex_lock(&br->meta_mu);
 	for (struct topic_ent *t = br->topics; t; t = t->next)
-		fn(arg, &t->info);
+		if (strncmp(t->info.name, "%SYS%", 5) != 0) /* the broker's own: not listed */
+			fn(arg, &t->info);
 	pthread_mutex_unlock(&br->meta_mu);
 }
 

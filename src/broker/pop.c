@@ -59,6 +59,9 @@ enum rec_type {
 	REC_RESET = 6,	/* cursor, offset */
 	REC_STATE = 7,	/* snapshot: cursor, committed, next, next_pop_id */
 	REC_SNAP = 8,	/* snapshot header: the journal sequence it covers */
+	REC_SYSDONE = 9,  /* kind (in the cursor field), offset: a system-queue entry is done */
+	REC_SYSBASE = 10, /* snapshot: kind, offset below which all of that kind are done */
+	REC_SYSBITS = 11, /* snapshot: kind, first offset, bitmap of done offsets */
 };
 
 #define REC_BYTES_MAX 512
@@ -183,6 +186,85 @@ static void advance_committed(struct cursor *c)
 }
 
 /* ------------------------------------------------------------------------
+ * Done-sets of the system queues (timers, half messages)
+ * ------------------------------------------------------------------------ */
+
+static int sysdone_test(const struct sysdone *d, uint64_t off)
+{
+	if (off < d->base)
+		return 1;
+	uint64_t i = off - d->base;
+	return i / 64 < d->nw && (d->w[i / 64] >> (i % 64) & 1);
+}
+
+/* Drops whole words that are all done from the front. */
+static void sysdone_compact(struct sysdone *d)
+{
+	uint32_t k = 0;
+
+	while (k < d->nw && d->w[k] == UINT64_MAX)
+		k++;
+	if (!k)
+		return;
+	memmove(d->w, d->w + k, (d->nw - k) * sizeof *d->w);
+	memset(d->w + d->nw - k, 0, k * sizeof *d->w);
+	d->base += 64 * (uint64_t)k;
+}
+
+static void sysdone_set(struct sysdone *d, uint64_t off)
+{
+	if (off < d->base)
+		return;
+	uint64_t i = off - d->base;
+	if (i / 64 >= d->nw) {
+		uint32_t nw = d->nw ? d->nw : 16;
+		while (nw <= i / 64)
+			nw *= 2;
+		d->w = cfx_realloc(d->w, nw * sizeof *d->w);
+		memset(d->w + d->nw, 0, (nw - d->nw) * sizeof *d->w);
+		d->nw = nw;
+	}
+	d->w[i / 64] |= 1ull << (i % 64);
+	if (i < 64)
+		sysdone_compact(d);
+}
+
+/* Everything below `base` is done. */
+static void sysdone_rebase(struct sysdone *d, uint64_t base)
+{
+	if (base <= d->base)
+		return;
+	uint64_t k = (base - d->base) / 64;
+	if (k >= d->nw) {
+		if (d->nw)
+			memset(d->w, 0, d->nw * sizeof *d->w);
+		d->base = base;
+		return;
+	}
+	memmove(d->w, d->w + k, (d->nw - k) * sizeof *d->w);
+	memset(d->w + d->nw - k, 0, k * sizeof *d->w);
+	d->base += 64 * k;
+	for (uint64_t o = d->base; o < base; o++)
+		sysdone_set(d, o);
+}
+
+int pop__sys_is_done(struct cfx_broker *br, int kind, uint64_t offset)
+{
+	pthread_mutex_lock(&br->pop_mu);
+	int done = sysdone_test(&br->sys[kind], offset);
+	pthread_mutex_unlock(&br->pop_mu);
+	return done;
+}
+
+uint64_t pop__sys_base(struct cfx_broker *br, int kind)
+{
+	pthread_mutex_lock(&br->pop_mu);
+	uint64_t base = br->sys[kind].base;
+	pthread_mutex_unlock(&br->pop_mu);
+	return base;
+}
+
+/* ------------------------------------------------------------------------
  * Journal records
  * ------------------------------------------------------------------------ */
 
@@ -197,7 +279,10 @@ struct rec {
 	int64_t visible_at;
 	struct cfx_view group, topic; /* DEFINE */
 	uint32_t queue;
+	struct cfx_view bits; /* SYSBITS */
 };
+
+#define SYSBITS_BYTES 256
 
 static size_t rec_encode(uint8_t *out, const struct rec *r)
 {
@@ -236,6 +321,15 @@ static size_t rec_encode(uint8_t *out, const struct rec *r)
 		cfx_write_le32(&wr, r->pop_id);
 		break;
 	case REC_SNAP:
+		break;
+	case REC_SYSDONE:
+	case REC_SYSBASE:
+		cfx_write_le64(&wr, r->offset);
+		break;
+	case REC_SYSBITS:
+		cfx_write_le64(&wr, r->offset);
+		cfx_write_le16(&wr, (uint16_t)r->bits.len);
+		cfx_write_bytes(&wr, r->bits.p, r->bits.len);
 		break;
 	}
 	CFX_ASSERT(wr.p == out + 8); /* never grew: records are small */
@@ -295,9 +389,23 @@ static int rec_decode(struct cfx_reader *rd, struct rec *r)
 		break;
 	case REC_SNAP:
 		break;
+	case REC_SYSDONE:
+	case REC_SYSBASE:
+		r->offset = cfx_read_le64(&in);
+		break;
+	case REC_SYSBITS:
+		r->offset = cfx_read_le64(&in);
+		r->bits.len = cfx_read_le16(&in);
+		if (r->bits.len > SYSBITS_BYTES)
+			return -1;
+		r->bits.p = cfx_read_bytes(&in, r->bits.len, NULL);
+		break;
 	default:
 		return -1;
 	}
+	if ((r->type == REC_SYSDONE || r->type == REC_SYSBASE || r->type == REC_SYSBITS) &&
+	    r->cursor >= SYS_KINDS)
+		return -1;
 	return in.err || cfx_reader_left(&in) ? -1 : 1;
 }
 
@@ -319,6 +427,23 @@ static int journal(struct cfx_broker *br, struct rec *r)
 	return 0;
 }
 
+int pop__sys_done(struct cfx_broker *br, int kind, uint64_t offset)
+{
+	struct rec r = { .type = REC_SYSDONE, .cursor = (uint32_t)kind, .offset = offset };
+	int rc = 0;
+
+	pthread_mutex_lock(&br->pop_mu);
+	if (!sysdone_test(&br->sys[kind], offset)) {
+		rc = journal(br, &r);
+		if (!rc)
+			sysdone_set(&br->sys[kind], offset);
+	} else {
+		rc = CFX_EEXIST;
+	}
+	pthread_mutex_unlock(&br->pop_mu);
+	return rc;
+}
+
 /* Applies a record to the state (replay and snapshot load). @locks pop_mu */
 static void apply(struct cfx_broker *br, const struct rec *r)
 {
@@ -330,6 +455,17 @@ static void apply(struct cfx_broker *br, const struct rec *r)
 			cursor_new(br, r->cursor, r->group, r->topic, r->queue, r->offset);
 		return;
 	case REC_SNAP:
+		return;
+	case REC_SYSDONE:
+		sysdone_set(&br->sys[r->cursor], r->offset);
+		return;
+	case REC_SYSBASE:
+		sysdone_rebase(&br->sys[r->cursor], r->offset);
+		return;
+	case REC_SYSBITS:
+		for (size_t i = 0; i < r->bits.len * 8; i++)
+			if (r->bits.p[i / 8] & (1u << (i % 8)))
+				sysdone_set(&br->sys[r->cursor], r->offset + i);
 		return;
 	}
 	if (!c)
@@ -413,6 +549,26 @@ static void snapshot_build(struct cfx_broker *br, struct cfx_writer *wr)
 	uint8_t buf[REC_BYTES_MAX];
 
 	cfx_write_bytes(wr, buf, rec_encode(buf, &r));
+	for (int k = 0; k < SYS_KINDS; k++) {
+		const struct sysdone *d = &br->sys[k];
+		r = (struct rec){ .type = REC_SYSBASE, .seq = br->jseq, .cursor = (uint32_t)k,
+				  .offset = d->base };
+		cfx_write_bytes(wr, buf, rec_encode(buf, &r));
+		for (uint32_t w = 0; w < d->nw; w += SYSBITS_BYTES / 8) {
+			uint8_t bits[SYSBITS_BYTES] = { 0 };
+			int any = 0;
+			for (uint32_t j = 0; j < SYSBITS_BYTES / 8 && w + j < d->nw; j++) {
+				cfx_store_le64(bits + 8 * j, d->w[w + j]);
+				any |= d->w[w + j] != 0;
+			}
+			if (!any)
+				continue;
+			r = (struct rec){ .type = REC_SYSBITS, .seq = br->jseq, .cursor = (uint32_t)k,
+					  .offset = d->base + 64 * (uint64_t)w,
+					  .bits = { bits, SYSBITS_BYTES } };
+			cfx_write_bytes(wr, buf, rec_encode(buf, &r));
+		}
+	}
 	for (uint32_t i = 0; i < br->ccap; i++)
 		for (struct cursor *c = br->ctab[i]; c; c = c->hnext) {
 			r = (struct rec){ .type = REC_DEFINE, .seq = br->jseq, .cursor = c->id,
@@ -580,6 +736,10 @@ void pop__close(struct cfx_broker *br)
 		}
 	CFX_FREE(br->ctab);
 	CFX_FREE(br->cbyid);
+	for (int k = 0; k < SYS_KINDS; k++) {
+		CFX_FREE(br->sys[k].w);
+		br->sys[k] = (struct sysdone){ 0 };
+	}
 	br->cbyid_cap = 0;
 	br->ccap = br->ccount = 0;
 	pthread_mutex_unlock(&br->pop_mu);
@@ -697,6 +857,77 @@ static int handle_decode(struct cfx_broker *br, struct cfx_view g, struct cfx_vi
 	h->pop_ms = (int64_t)cfx_load_le64(raw + 17);
 	h->invisible_ms = cfx_load_le32(raw + 25);
 	h->attempt = cfx_load_le16(raw + 29);
+	return 0;
+}
+
+/*
+ * Handles of system-queue entries (recall handles of timers, transaction
+ * ids of half messages): version (2 + kind), offset (8), MAC (9) over the
+ * topic and those 9 bytes: 18 bytes, 24 base64url characters.
+ */
+#define SYS_HANDLE_BODY 9
+
+static void sys_handle_mac(struct cfx_broker *br, struct cfx_view topic, const uint8_t *body,
+			   uint8_t out[HANDLE_MAC])
+{
+	uint8_t md[EVP_MAX_MD_SIZE];
+	unsigned mdlen = sizeof md;
+	uint8_t msg[256 + 1 + SYS_HANDLE_BODY];
+	size_t n = CFX_MIN(topic.len, (size_t)256);
+
+	memcpy(msg, topic.p, n);
+	msg[n++] = 0;
+	memcpy(msg + n, body, SYS_HANDLE_BODY);
+	n += SYS_HANDLE_BODY;
+	HMAC(EVP_sha256(), br->secret, sizeof br->secret, msg, n, md, &mdlen);
+	memcpy(out, md, HANDLE_MAC);
+}
+
+void broker__sys_handle(struct cfx_broker *br, int kind, struct cfx_view topic, uint64_t offset,
+			char out[CFX_HANDLE_MAX])
+{
+	uint8_t raw[SYS_HANDLE_BODY + HANDLE_MAC];
+	size_t o = 0;
+
+	raw[0] = (uint8_t)(2 + kind);
+	cfx_store_le64(raw + 1, offset);
+	sys_handle_mac(br, topic, raw, raw + SYS_HANDLE_BODY);
+	for (size_t i = 0; i < sizeof raw; i += 3) {
+		uint32_t v = (uint32_t)raw[i] << 16 | (uint32_t)raw[i + 1] << 8 | raw[i + 2];
+		out[o++] = b64url[(v >> 18) & 63];
+		out[o++] = b64url[(v >> 12) & 63];
+		out[o++] = b64url[(v >> 6) & 63];
+		out[o++] = b64url[v & 63];
+	}
+	out[o] = '\0';
+}
+
+int broker__sys_handle_decode(struct cfx_broker *br, int kind, struct cfx_view topic,
+			      const char *text, uint64_t *offset)
+{
+	uint8_t raw[SYS_HANDLE_BODY + HANDLE_MAC], mac[HANDLE_MAC];
+	size_t o = 0;
+
+	if (!text || strnlen(text, 25) != 24)
+		return CFX_EINVAL;
+	for (size_t i = 0; i < 24; i += 4) {
+		uint32_t v = 0;
+		for (size_t k = 0; k < 4; k++) {
+			int x = b64val(text[i + k]);
+			if (x < 0)
+				return CFX_EINVAL;
+			v = v << 6 | (uint32_t)x;
+		}
+		raw[o++] = (uint8_t)(v >> 16);
+		raw[o++] = (uint8_t)(v >> 8);
+		raw[o++] = (uint8_t)v;
+	}
+	if (raw[0] != 2 + kind)
+		return CFX_EINVAL;
+	sys_handle_mac(br, topic, raw, mac);
+	if (CRYPTO_memcmp(mac, raw + SYS_HANDLE_BODY, HANDLE_MAC) != 0)
+		return CFX_EINVAL;
+	*offset = cfx_load_le64(raw + 1);
 	return 0;
 }
 

@@ -31,7 +31,7 @@ void cfx_store_opts_default(struct cfx_store_opts *o)
 	o->key_index_entries = 1u << 20;
 	o->flush_interval_ms = 500;
 	o->checkpoint_interval_ms = 5000;
-	o->retention_ms = 72LL * 3600 * 1000;
+	o->retention_ms = 168LL * 3600 * 1000;
 	o->retention_bytes = 0;
 	o->retention_check_interval_ms = 10000;
 	o->msg_bytes_max = 4u << 20;

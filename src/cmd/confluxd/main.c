@@ -267,6 +267,15 @@ int main(int argc, char **argv)
 	bo.auto_create = s.auto_create;
 	bo.default_queues = (uint32_t)s.default_queues;
 	bo.pop_flush_interval_ms = s.pop_flush_interval_ms;
+	bo.timer_max_ms = s.timer_max_ms;
+	bo.txn_check_first_ms = s.txn_check_first_ms;
+	bo.txn_check_interval_ms = s.txn_check_interval_ms;
+	bo.txn_check_max = (uint32_t)s.txn_check_max;
+	bo.txn_check_default_commit = s.txn_check_default == 1;
+	if (s.retention_ms && s.retention_ms <= s.timer_max_ms)
+		cfx_log_warn("store.retention_time (%" PRId64 " ms) is not above broker.timer_max "
+			     "(%" PRId64 " ms): a delayed message may be deleted before it is due",
+			     s.retention_ms, s.timer_max_ms);
 	rc = cfx_broker_open(&bo, &br, &rec);
 	if (rc) {
 		cfx_log_error("cannot open %s: %s", s.data_dir, cfx_strerror(rc));
@@ -367,6 +376,7 @@ int main(int argc, char **argv)
 		break;
 	}
 	cfx_log_info("%s received; finishing requests, flushing and shutting down", strsignal(sig));
+	cfx_broker_set_txn_checker(br, NULL, NULL); /* its commands go to the loops */
 	cfx_server_stop(srv, 5000);
 	cfx_server_free(srv);
 	cfx_tls_ctx_free(grpc_tls);

@@ -13,6 +13,7 @@
 
 static const char *const log_levels[] = { "error", "warn", "info", "debug", NULL };
 static const char *const durabilities[] = { "async", "sync", NULL };
+static const char *const resolutions[] = { "rollback", "commit", NULL };
 
 const struct cfx_conf_def cfx_settings_table[] = {
 	{ "data_dir", "data-dir", CFX_CONF_STRING, OFF(data_dir), "./data", 0, 0, NULL, 0,
@@ -36,7 +37,7 @@ const struct cfx_conf_def cfx_settings_table[] = {
 	  100, DAY_MS, NULL, 0,
 	  "How often a checkpoint records what is durable; bounds the log scanned after a "
 	  "crash." },
-	{ "store.retention_time", NULL, CFX_CONF_DURATION, OFF(retention_ms), "72h", 0,
+	{ "store.retention_time", NULL, CFX_CONF_DURATION, OFF(retention_ms), "168h", 0,
 	  3650 * DAY_MS, NULL, 0,
 	  "Delete segments whose newest message is older than this (0 keeps everything)." },
 	{ "store.retention_bytes", NULL, CFX_CONF_SIZE, OFF(retention_bytes), "0", 0,
@@ -108,6 +109,17 @@ const struct cfx_conf_def cfx_settings_table[] = {
 	  1, 60000, NULL, 0,
 	  "How often consumption state (acks) is flushed to disk: what a power failure can "
 	  "forget and redeliver." },
+	{ "broker.timer_max", NULL, CFX_CONF_DURATION, OFF(timer_max_ms), "3d", 1000,
+	  30LL * 24 * 3600 * 1000, NULL, 0,
+	  "Longest delay of a delayed message (keep store.retention_time above it)." },
+	{ "broker.txn_check_first", NULL, CFX_CONF_DURATION, OFF(txn_check_first_ms), "6s", 100,
+	  3600000, NULL, 0, "When an open transaction is first checked back with its producer." },
+	{ "broker.txn_check_interval", NULL, CFX_CONF_DURATION, OFF(txn_check_interval_ms), "30s",
+	  100, 24 * 3600000LL, NULL, 0, "Time between later check-backs of an open transaction." },
+	{ "broker.txn_check_max", NULL, CFX_CONF_INT, OFF(txn_check_max), "15", 0, 10000, NULL, 0,
+	  "Check-backs before an open transaction gets broker.txn_check_default." },
+	{ "broker.txn_check_default", NULL, CFX_CONF_ENUM, OFF(txn_check_default), "rollback", 0,
+	  0, resolutions, 0, "What becomes of a transaction still open after its last check-back." },
 };
 
 const size_t cfx_settings_count = sizeof cfx_settings_table / sizeof cfx_settings_table[0];

@@ -47,6 +47,11 @@ struct cfx_settings {
 	int64_t message_body_max;
 	int64_t long_poll_max_ms;
 	int64_t pop_flush_interval_ms;
+	int64_t timer_max_ms;
+	int64_t txn_check_first_ms;
+	int64_t txn_check_interval_ms;
+	int64_t txn_check_max;
+	int txn_check_default;
 };
 
 extern const struct cfx_conf_def cfx_settings_table[];

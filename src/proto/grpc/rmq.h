@@ -40,6 +40,9 @@ struct rmq_service {
 	pthread_mutex_t clients_mu;
 	struct rmq_client *clients;
 	uint32_t nclients;
+	struct rmq_producer *producers; /* Telemetry streams of producers */
+	uint64_t next_producer_id;
+	uint32_t next_check;
 };
 
 /* Creates the service; `br` is borrowed. The grpc_service to listen with is &svc->grpc. */
@@ -62,6 +65,27 @@ void rmq_reply(struct grpc_call *call, const ProtobufCMessage *msg);
 int rmq_code_from_cfx(int err, const char **why);
 /* The x-mq-client-id of the call, or NULL (then the RPC answers CLIENT_ID_REQUIRED). */
 const char *rmq_client_id(struct grpc_call *call);
+/* A stored message as a RocketMQ Message (rmq_receive.c). Strings the
+ * message points to are owned by the struct until rmq_msg_free; the body,
+ * topic and broker name are borrowed. Callers may set more fields (receipt
+ * handle, attempt, invisible duration via `inv`). */
+struct rmq_msg {
+	PB(Message) m;
+	PB(Resource) topic;
+	PB(SystemProperties) sp;
+	PB(Digest) digest;
+	Google__Protobuf__Timestamp born, stored, deliver;
+	Google__Protobuf__Duration inv;
+	PB(Message__UserPropertiesEntry) *ents, **entp;
+	size_t nprops;
+	char md5[33], *keybuf, **keys, *strs[8];
+	size_t nstr;
+};
+
+void rmq_msg_fill(struct rmq_msg *b, struct rmq_service *svc, const char *topic,
+		  const struct cfx_msg_view *v, uint32_t queue);
+void rmq_msg_free(struct rmq_msg *b);
+
 /* A Resource's name as a view (namespace ignored). */
 struct cfx_view rmq_resource(const PB(Resource) * r);
 

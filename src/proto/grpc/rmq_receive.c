@@ -82,118 +82,151 @@ static char *dup_view(struct cfx_view v)
 }
 
 /* Packs one delivered message as a ReceiveMessageResponse and sends it. */
+void rmq_msg_fill(struct rmq_msg *b, struct rmq_service *svc, const char *topic,
+		  const struct cfx_msg_view *v, uint32_t queue)
+{
+	size_t cur = 0, cap = 0;
+	struct cfx_prop p;
+
+	memset(b, 0, sizeof *b);
+	b->m = (PB(Message))APACHE__ROCKETMQ__V2__MESSAGE__INIT;
+	b->topic = (PB(Resource))APACHE__ROCKETMQ__V2__RESOURCE__INIT;
+	b->sp = (PB(SystemProperties))APACHE__ROCKETMQ__V2__SYSTEM_PROPERTIES__INIT;
+	b->digest = (PB(Digest))APACHE__ROCKETMQ__V2__DIGEST__INIT;
+	b->born = (Google__Protobuf__Timestamp)GOOGLE__PROTOBUF__TIMESTAMP__INIT;
+	b->stored = b->born;
+	b->deliver = b->born;
+	b->inv = (Google__Protobuf__Duration)GOOGLE__PROTOBUF__DURATION__INIT;
+
+	b->topic.name = (char *)topic;
+	b->m.topic = &b->topic;
+	b->m.body.data = (uint8_t *)v->body.p;
+	b->m.body.len = v->body.len;
+	md5_hex(v->body.p, v->body.len, b->md5);
+	b->digest.type = APACHE__ROCKETMQ__V2__DIGEST_TYPE__MD5;
+	b->digest.checksum = b->md5;
+	b->sp.body_digest = &b->digest;
+	b->sp.body_encoding = APACHE__ROCKETMQ__V2__ENCODING__IDENTITY;
+	b->sp.message_type = APACHE__ROCKETMQ__V2__MESSAGE_TYPE__NORMAL;
+	b->sp.message_id = b->strs[b->nstr++] = dup_view(v->msg_id);
+	if (v->tag.len) {
+		b->sp._tag_case = APACHE__ROCKETMQ__V2__SYSTEM_PROPERTIES___TAG_TAG;
+		b->sp.tag = b->strs[b->nstr++] = dup_view(v->tag);
+	}
+	if (!v->key_null && v->key.len) {
+		b->keybuf = dup_view(v->key);
+		b->keys = cfx_calloc(v->key.len / 2 + 2, sizeof *b->keys);
+		for (char *save = NULL, *k = strtok_r(b->keybuf, " ", &save); k;
+		     k = strtok_r(NULL, " ", &save))
+			b->keys[b->sp.n_keys++] = k;
+		b->sp.keys = b->keys;
+	}
+	set_ts(&b->born, v->born_ms);
+	set_ts(&b->stored, v->store_ms);
+	b->sp.born_timestamp = &b->born;
+	b->sp.store_timestamp = &b->stored;
+	b->sp.store_host = (char *)svc->o.broker_name;
+	b->sp.queue_id = (int32_t)queue;
+	b->sp._queue_offset_case = APACHE__ROCKETMQ__V2__SYSTEM_PROPERTIES___QUEUE_OFFSET_QUEUE_OFFSET;
+	b->sp.queue_offset = (int64_t)v->offset;
+
+	/* Properties: the internal ones become system properties or stay hidden. */
+	while (cfx_msg_view_next_prop(v, &cur, &p)) {
+		if (cfx_view_eq_str(p.name, "__SHARDINGKEY")) {
+			b->sp._message_group_case =
+				APACHE__ROCKETMQ__V2__SYSTEM_PROPERTIES___MESSAGE_GROUP_MESSAGE_GROUP;
+			b->sp.message_group = b->strs[b->nstr++] = dup_view(p.value);
+			b->sp.message_type = APACHE__ROCKETMQ__V2__MESSAGE_TYPE__FIFO;
+			continue;
+		}
+		if (cfx_view_eq_str(p.name, "__BORNHOST")) {
+			b->sp.born_host = b->strs[b->nstr++] = dup_view(p.value);
+			continue;
+		}
+		if (cfx_view_eq_str(p.name, "TRACE_CONTEXT")) {
+			b->sp._trace_context_case =
+				APACHE__ROCKETMQ__V2__SYSTEM_PROPERTIES___TRACE_CONTEXT_TRACE_CONTEXT;
+			b->sp.trace_context = b->strs[b->nstr++] = dup_view(p.value);
+			continue;
+		}
+		if (cfx_view_eq_str(p.name, CFX_PROP_DELIVER_AT)) {
+			char num[24];
+			if (p.value.len && p.value.len < sizeof num) {
+				memcpy(num, p.value.p, p.value.len);
+				num[p.value.len] = '\0';
+				set_ts(&b->deliver, strtoll(num, NULL, 10));
+				b->sp.delivery_timestamp = &b->deliver;
+				b->sp.message_type = APACHE__ROCKETMQ__V2__MESSAGE_TYPE__DELAY;
+			}
+			continue;
+		}
+		if (cfx_view_eq_str(p.name, CFX_PROP_TXN_ID)) {
+			b->sp.message_type = APACHE__ROCKETMQ__V2__MESSAGE_TYPE__TRANSACTION;
+			continue;
+		}
+		if (cfx_view_eq_str(p.name, CFX_PROP_TIMER_ID) ||
+		    cfx_view_eq_str(p.name, CFX_PROP_REAL_TOPIC) ||
+		    cfx_view_eq_str(p.name, CFX_PROP_PRODUCER_GROUP))
+			continue;
+		if (b->nprops == cap) {
+			cap = cap ? cap * 2 : 8;
+			b->ents = cfx_realloc(b->ents, cap * sizeof *b->ents);
+		}
+		b->ents[b->nprops] = (PB(Message__UserPropertiesEntry))
+			APACHE__ROCKETMQ__V2__MESSAGE__USER_PROPERTIES_ENTRY__INIT;
+		b->ents[b->nprops].key = dup_view(p.name);
+		b->ents[b->nprops].value = dup_view(p.value);
+		b->nprops++;
+	}
+	if (b->nprops) {
+		b->entp = cfx_calloc(b->nprops, sizeof *b->entp);
+		for (size_t i = 0; i < b->nprops; i++)
+			b->entp[i] = &b->ents[i];
+		b->m.n_user_properties = b->nprops;
+		b->m.user_properties = b->entp;
+	}
+	b->m.system_properties = &b->sp;
+}
+
+void rmq_msg_free(struct rmq_msg *b)
+{
+	for (size_t i = 0; i < b->nprops; i++) {
+		cfx_free(b->ents[i].key);
+		cfx_free(b->ents[i].value);
+	}
+	cfx_free(b->ents);
+	cfx_free(b->entp);
+	cfx_free(b->keys);
+	cfx_free(b->keybuf);
+	for (size_t i = 0; i < b->nstr; i++)
+		cfx_free(b->strs[i]);
+}
+
 static void send_message(struct grpc_call *call, const struct recv_state *rs,
 			 const struct cfx_popped *pm, int64_t invisible_ms)
 {
 	PB(ReceiveMessageResponse) resp = APACHE__ROCKETMQ__V2__RECEIVE_MESSAGE_RESPONSE__INIT;
-	PB(Message) m = APACHE__ROCKETMQ__V2__MESSAGE__INIT;
-	PB(Resource) topic = APACHE__ROCKETMQ__V2__RESOURCE__INIT;
-	PB(SystemProperties) sp = APACHE__ROCKETMQ__V2__SYSTEM_PROPERTIES__INIT;
-	PB(Digest) digest = APACHE__ROCKETMQ__V2__DIGEST__INIT;
-	Google__Protobuf__Timestamp born = GOOGLE__PROTOBUF__TIMESTAMP__INIT, stored = born;
-	Google__Protobuf__Duration inv = GOOGLE__PROTOBUF__DURATION__INIT;
-	PB(Message__UserPropertiesEntry) *ents = NULL, **entp = NULL;
-	char md5[33], *keybuf = NULL, **keys = NULL, *strs[8] = { 0 };
-	size_t nkeys = 0, cur = 0, nprops = 0, cap = 0, nstr = 0;
-	struct cfx_prop p;
+	struct rmq_msg b;
 
-	topic.name = rs->topic;
-	m.topic = &topic;
-	m.body.data = (uint8_t *)pm->v.body.p;
-	m.body.len = pm->v.body.len;
-	md5_hex(pm->v.body.p, pm->v.body.len, md5);
-	digest.type = APACHE__ROCKETMQ__V2__DIGEST_TYPE__MD5;
-	digest.checksum = md5;
-	sp.body_digest = &digest;
-	sp.body_encoding = APACHE__ROCKETMQ__V2__ENCODING__IDENTITY;
-	sp.message_type = APACHE__ROCKETMQ__V2__MESSAGE_TYPE__NORMAL;
-	sp.message_id = strs[nstr++] = dup_view(pm->v.msg_id);
-	if (pm->v.tag.len) {
-		sp._tag_case = APACHE__ROCKETMQ__V2__SYSTEM_PROPERTIES___TAG_TAG;
-		sp.tag = strs[nstr++] = dup_view(pm->v.tag);
-	}
-	if (!pm->v.key_null && pm->v.key.len) {
-		keybuf = dup_view(pm->v.key);
-		keys = cfx_calloc(pm->v.key.len / 2 + 2, sizeof *keys);
-		for (char *save = NULL, *k = strtok_r(keybuf, " ", &save); k;
-		     k = strtok_r(NULL, " ", &save))
-			keys[nkeys++] = k;
-		sp.n_keys = nkeys;
-		sp.keys = keys;
-	}
-	set_ts(&born, pm->v.born_ms);
-	set_ts(&stored, pm->v.store_ms);
-	sp.born_timestamp = &born;
-	sp.store_timestamp = &stored;
-	sp.store_host = (char *)rmq_svc(call)->o.broker_name;
-	sp.queue_id = (int32_t)pm->queue;
-	sp._queue_offset_case = APACHE__ROCKETMQ__V2__SYSTEM_PROPERTIES___QUEUE_OFFSET_QUEUE_OFFSET;
-	sp.queue_offset = (int64_t)pm->v.offset;
-	sp._receipt_handle_case =
+	rmq_msg_fill(&b, rmq_svc(call), rs->topic, &pm->v, pm->queue);
+	b.sp._receipt_handle_case =
 		APACHE__ROCKETMQ__V2__SYSTEM_PROPERTIES___RECEIPT_HANDLE_RECEIPT_HANDLE;
-	sp.receipt_handle = (char *)pm->handle;
-	sp._delivery_attempt_case =
+	b.sp.receipt_handle = (char *)pm->handle;
+	b.sp._delivery_attempt_case =
 		APACHE__ROCKETMQ__V2__SYSTEM_PROPERTIES___DELIVERY_ATTEMPT_DELIVERY_ATTEMPT;
-	sp.delivery_attempt = (int32_t)pm->attempt;
-	inv.seconds = invisible_ms / 1000;
-	inv.nanos = (int32_t)(invisible_ms % 1000) * 1000000;
-	sp.invisible_duration = &inv;
-
-	/* Properties: the internal ones become system properties. */
-	while (cfx_msg_view_next_prop(&pm->v, &cur, &p)) {
-		if (cfx_view_eq_str(p.name, "__SHARDINGKEY")) {
-			sp._message_group_case =
-				APACHE__ROCKETMQ__V2__SYSTEM_PROPERTIES___MESSAGE_GROUP_MESSAGE_GROUP;
-			sp.message_group = strs[nstr++] = dup_view(p.value);
-			sp.message_type = APACHE__ROCKETMQ__V2__MESSAGE_TYPE__FIFO;
-			continue;
-		}
-		if (cfx_view_eq_str(p.name, "__BORNHOST")) {
-			sp.born_host = strs[nstr++] = dup_view(p.value);
-			continue;
-		}
-		if (cfx_view_eq_str(p.name, "TRACE_CONTEXT")) {
-			sp._trace_context_case =
-				APACHE__ROCKETMQ__V2__SYSTEM_PROPERTIES___TRACE_CONTEXT_TRACE_CONTEXT;
-			sp.trace_context = strs[nstr++] = dup_view(p.value);
-			continue;
-		}
-		if (nprops == cap) {
-			cap = cap ? cap * 2 : 8;
-			ents = cfx_realloc(ents, cap * sizeof *ents);
-		}
-		ents[nprops] = (PB(Message__UserPropertiesEntry))
-			APACHE__ROCKETMQ__V2__MESSAGE__USER_PROPERTIES_ENTRY__INIT;
-		ents[nprops].key = dup_view(p.name);
-		ents[nprops].value = dup_view(p.value);
-		nprops++;
-	}
-	if (nprops) {
-		entp = cfx_calloc(nprops, sizeof *entp);
-		for (size_t i = 0; i < nprops; i++)
-			entp[i] = &ents[i];
-		m.n_user_properties = nprops;
-		m.user_properties = entp;
-	}
-	m.system_properties = &sp;
+	b.sp.delivery_attempt = (int32_t)pm->attempt;
+	b.inv.seconds = invisible_ms / 1000;
+	b.inv.nanos = (int32_t)(invisible_ms % 1000) * 1000000;
+	b.sp.invisible_duration = &b.inv;
 	resp.content_case = APACHE__ROCKETMQ__V2__RECEIVE_MESSAGE_RESPONSE__CONTENT_MESSAGE;
-	resp.message = &m;
+	resp.message = &b.m;
 
 	size_t n = PBF(receive_message_response, get_packed_size)(&resp);
 	uint8_t *buf = cfx_malloc(n);
 	PBF(receive_message_response, pack)(&resp, buf);
 	grpc_call_send(call, buf, n);
 	cfx_free(buf);
-	for (size_t i = 0; i < nprops; i++) {
-		cfx_free(ents[i].key);
-		cfx_free(ents[i].value);
-	}
-	cfx_free(ents);
-	cfx_free(entp);
-	cfx_free(keys);
-	cfx_free(keybuf);
-	for (size_t i = 0; i < nstr; i++)
-		cfx_free(strs[i]);
+	rmq_msg_free(&b);
 }
 
 static void send_status(struct grpc_call *call, int code, const char *why)

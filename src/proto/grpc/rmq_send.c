@@ -59,6 +59,7 @@ struct send_ctx {
 	struct grpc_call_ref ref;
 	uint32_t count;
 	char **ids;			/* message ids, to echo */
+	uint8_t *txn;			/* per message: transactional */
 	struct cfx_send_result *res;	/* filled by the broker */
 	int failed;			/* whole-request error (RocketMQ code) */
 	const char *why;
@@ -69,6 +70,7 @@ static void ctx_free(struct send_ctx *sc)
 	for (uint32_t i = 0; i < sc->count; i++)
 		cfx_free(sc->ids[i]);
 	cfx_free(sc->ids);
+	cfx_free(sc->txn);
 	cfx_free(sc->res);
 	grpc_call_ref_release(&sc->ref);
 	cfx_free(sc);
@@ -102,6 +104,10 @@ static void send_answer(void *arg)
 		entries[i].status = &est[i];
 		entries[i].message_id = sc->ids[i];
 		entries[i].offset = (int64_t)sc->res[i].offset;
+		if (sc->res[i].handle[0] && sc->txn[i])
+			entries[i].transaction_id = sc->res[i].handle;
+		else if (sc->res[i].handle[0])
+			entries[i].recall_handle = sc->res[i].handle;
 		ep[i] = &entries[i];
 		common = common == -1 || common == code ? code : RMQ_CODE(MULTIPLE_RESULTS);
 	}
@@ -325,18 +331,23 @@ void rmq_send_message(struct grpc_call *call, const uint8_t *msg, size_t len)
 	sc->count = n;
 	sc->ids = cfx_calloc(n, sizeof *sc->ids);
 	sc->res = cfx_calloc(n, sizeof *sc->res);
-	for (uint32_t i = 0; i < n; i++)
+	sc->txn = cfx_calloc(n, 1);
+	for (uint32_t i = 0; i < n; i++) {
 		sc->ids[i] = cfx_strdup(req->messages[i]->system_properties->message_id);
+		sc->txn[i] = sm[i].type == CFX_MSG_TRANSACTION;
+	}
 	rc = cfx_broker_send(svc->br, topic, sm, n, svc->o.durability, send_done, sc);
 	if (rc) {
 		ctx_free(sc);
-		code = rc == CFX_EUNSUPPORTED ? RMQ_CODE(NOT_IMPLEMENTED)
-		       : rc == CFX_EINVAL     ? RMQ_CODE(MESSAGE_PROPERTY_CONFLICT_WITH_TYPE)
-					      : rmq_code_from_cfx(rc, &why);
-		why = rc == CFX_EUNSUPPORTED ? "delayed and transactional messages are not served by "
-					       "this version of Conflux"
-		      : rc == CFX_EINVAL     ? "the message type does not match the topic's type"
-					     : why;
+		if (rc == CFX_ERANGE) {
+			code = RMQ_CODE(ILLEGAL_DELIVERY_TIME);
+			why = "the delivery time is beyond the maximum delay (broker.timer_max)";
+		} else if (rc == CFX_EINVAL) {
+			code = RMQ_CODE(MESSAGE_PROPERTY_CONFLICT_WITH_TYPE);
+			why = "the message type does not match the topic's type";
+		} else {
+			code = rmq_code_from_cfx(rc, &why);
+		}
 		goto fail;
 	}
 	goto out;

@@ -427,45 +427,126 @@ static void notify_termination(struct grpc_call *call, const uint8_t *msg, size_
 	PBF(notify_client_termination_request, free_unpacked)(req, NULL);
 }
 
-/* Answers an RPC whose semantics are not served yet, in-band. */
-static void not_implemented(struct grpc_call *call, const ProtobufCMessageDescriptor *resp_desc,
-			    const char *why)
-{
-	PB(Status) st = APACHE__ROCKETMQ__V2__STATUS__INIT;
-	uint8_t buf[sizeof(PB(EndTransactionResponse)) + sizeof(PB(RecallMessageResponse))];
-	ProtobufCMessage *resp = (ProtobufCMessage *)buf;
+/* EndTransaction: the broker's completion comes back to the call's loop. */
+struct end_ctx {
+	struct grpc_call_ref ref;
+	int err;
+};
 
-	/* Both responses start with `Status status = 1`. */
-	CFX_ASSERT(resp_desc->sizeof_message <= sizeof buf);
-	resp_desc->message_init(resp);
-	st.code = RMQ_CODE(NOT_IMPLEMENTED);
-	st.message = (char *)why;
-	if (resp_desc == &apache__rocketmq__v2__end_transaction_response__descriptor)
-		((PB(EndTransactionResponse) *)resp)->status = &st;
-	else
-		((PB(RecallMessageResponse) *)resp)->status = &st;
-	rmq_reply(call, resp);
+static void end_answer(void *arg)
+{
+	struct end_ctx *ec = arg;
+	struct grpc_call *call = grpc_call_ref_resolve(&ec->ref);
+	PB(EndTransactionResponse) resp = APACHE__ROCKETMQ__V2__END_TRANSACTION_RESPONSE__INIT;
+	PB(Status) st = APACHE__ROCKETMQ__V2__STATUS__INIT;
+	const char *why = "OK";
+
+	if (call) {
+		st.code = (PB(Code))rmq_code_from_cfx(ec->err, &why);
+		st.message = (char *)why;
+		resp.status = &st;
+		rmq_reply(call, &resp.base);
+	}
+	grpc_call_ref_release(&ec->ref);
+	cfx_free(ec);
+}
+
+static void end_done(void *arg, const struct cfx_send_result *res, uint32_t n)
+{
+	struct end_ctx *ec = arg;
+
+	CFX_UNUSED(n);
+	ec->err = res[0].err;
+	cfx_loop_post(ec->ref.loop, end_answer, ec);
 }
 
 static void end_transaction(struct grpc_call *call, const uint8_t *msg, size_t len)
 {
-	CFX_UNUSED(msg);
-	CFX_UNUSED(len);
-	not_implemented(call, &apache__rocketmq__v2__end_transaction_response__descriptor,
-			"transactional messages are not served by this version of Conflux");
+	struct rmq_service *svc = rmq_svc(call);
+	PB(EndTransactionRequest) *req = PBF(end_transaction_request, unpack)(NULL, len, msg);
+	PB(EndTransactionResponse) resp = APACHE__ROCKETMQ__V2__END_TRANSACTION_RESPONSE__INIT;
+	PB(Status) st = APACHE__ROCKETMQ__V2__STATUS__INIT;
+	struct end_ctx *ec;
+	int rc;
+
+	if (!req) {
+		grpc_call_finish(call, GRPC_INVALID_ARGUMENT, "malformed EndTransactionRequest");
+		return;
+	}
+	resp.status = &st;
+	if (!rmq_client_id(call)) {
+		st.code = RMQ_CODE(CLIENT_ID_REQUIRED);
+		st.message = "x-mq-client-id is required";
+		goto reply;
+	}
+	if (req->resolution != APACHE__ROCKETMQ__V2__TRANSACTION_RESOLUTION__COMMIT &&
+	    req->resolution != APACHE__ROCKETMQ__V2__TRANSACTION_RESOLUTION__ROLLBACK) {
+		/* "Unknown": the transaction stays open and is checked back later. */
+		st.code = RMQ_CODE(OK);
+		st.message = "OK: the transaction stays open";
+		goto reply;
+	}
+	ec = cfx_calloc(1, sizeof *ec);
+	grpc_call_ref_init(&ec->ref, call);
+	rc = cfx_broker_end_transaction(
+		svc->br, rmq_resource(req->topic), req->transaction_id,
+		req->resolution == APACHE__ROCKETMQ__V2__TRANSACTION_RESOLUTION__COMMIT, end_done, ec);
+	if (!rc)
+		goto out;
+	grpc_call_ref_release(&ec->ref);
+	cfx_free(ec);
+	st.code = RMQ_CODE(INVALID_TRANSACTION_ID);
+	st.message = rc == CFX_EINVAL ? "malformed transaction id, or one of another topic"
+		     : rc == CFX_ENOENT ? "the transaction is resolved already, or unknown"
+					: (char *)"the transaction cannot be resolved now";
+	if (rc != CFX_EINVAL && rc != CFX_ENOENT) {
+		const char *why;
+		st.code = (PB(Code))rmq_code_from_cfx(rc, &why);
+	}
+reply:
+	rmq_reply(call, &resp.base);
+out:
+	PBF(end_transaction_request, free_unpacked)(req, NULL);
 }
 
 static void recall_message(struct grpc_call *call, const uint8_t *msg, size_t len)
 {
-	CFX_UNUSED(msg);
-	CFX_UNUSED(len);
-	not_implemented(call, &apache__rocketmq__v2__recall_message_response__descriptor,
-			"delayed messages (and so recalls) are not served by this version of Conflux");
+	struct rmq_service *svc = rmq_svc(call);
+	PB(RecallMessageRequest) *req = PBF(recall_message_request, unpack)(NULL, len, msg);
+	PB(RecallMessageResponse) resp = APACHE__ROCKETMQ__V2__RECALL_MESSAGE_RESPONSE__INIT;
+	PB(Status) st = APACHE__ROCKETMQ__V2__STATUS__INIT;
+	char id[128] = "";
+	int rc;
+
+	if (!req) {
+		grpc_call_finish(call, GRPC_INVALID_ARGUMENT, "malformed RecallMessageRequest");
+		return;
+	}
+	resp.status = &st;
+	if (!rmq_client_id(call)) {
+		st.code = RMQ_CODE(CLIENT_ID_REQUIRED);
+		st.message = "x-mq-client-id is required";
+	} else {
+		rc = cfx_broker_recall(svc->br, rmq_resource(req->topic), req->recall_handle, id,
+				       sizeof id);
+		st.code = rc == 0		? RMQ_CODE(OK)
+			  : rc == CFX_ENOENT	? RMQ_CODE(MESSAGE_NOT_FOUND)
+						: RMQ_CODE(BAD_REQUEST);
+		st.message = rc == 0		? "OK"
+			     : rc == CFX_ENOENT ? "the message was delivered or recalled already"
+						: "malformed recall handle, or one of another topic";
+		resp.message_id = id;
+	}
+	rmq_reply(call, &resp.base);
+	PBF(recall_message_request, free_unpacked)(req, NULL);
 }
 
 /* ------------------------------------------------------------------------
  * Telemetry: the settings handshake
  * ------------------------------------------------------------------------ */
+
+static void producer_register(struct rmq_service *svc, struct grpc_call *call,
+			      const PB(Publishing) * pub);
 
 static void telemetry_fail(struct grpc_call *call, const char *why)
 {
@@ -530,6 +611,7 @@ static void telemetry_message(struct grpc_call *call, const uint8_t *msg, size_t
 		}
 		pub.max_body_size = (int32_t)svc->o.max_body_bytes;
 		pub.validate_message_type = 1;
+		producer_register(svc, call, cs->publishing);
 		set.pub_sub_case = APACHE__ROCKETMQ__V2__SETTINGS__PUB_SUB_PUBLISHING;
 		set.publishing = &pub;
 		client_touch(svc, id, (int)cs->client_type, NULL);
@@ -604,6 +686,164 @@ static void telemetry_message(struct grpc_call *call, const uint8_t *msg, size_t
 	PBF(telemetry_command, free_unpacked)(in, NULL);
 }
 
+/* ------------------------------------------------------------------------
+ * Telemetry: producers' streams, for transaction check-backs
+ * ------------------------------------------------------------------------ */
+
+/* A producer's open Telemetry stream and the topics it publishes to. Lives
+ * on the stream's loop (created there, removed by the call's on_close). */
+struct rmq_producer {
+	struct rmq_producer *next;
+	uint64_t id;
+	struct grpc_call_ref ref;
+	char **topics;
+	size_t ntopics;
+};
+
+static void producer_set_topics(struct rmq_producer *p, const PB(Publishing) * pub)
+{
+	for (size_t i = 0; i < p->ntopics; i++)
+		cfx_free(p->topics[i]);
+	cfx_free(p->topics);
+	p->topics = NULL;
+	p->ntopics = 0;
+	if (!pub || !pub->n_topics)
+		return;
+	p->topics = cfx_calloc(pub->n_topics, sizeof *p->topics);
+	for (size_t i = 0; i < pub->n_topics; i++) {
+		struct cfx_view t = rmq_resource(pub->topics[i]);
+		p->topics[p->ntopics++] = cfx_strndup((const char *)t.p, t.len);
+	}
+}
+
+/* Registers (or updates) the producer stream of `call`. @thread loop */
+static void producer_register(struct rmq_service *svc, struct grpc_call *call,
+			      const PB(Publishing) * pub)
+{
+	struct rmq_producer *p = grpc_call_data(call);
+
+	pthread_mutex_lock(&svc->clients_mu);
+	if (!p) {
+		p = cfx_calloc(1, sizeof *p);
+		p->id = ++svc->next_producer_id;
+		grpc_call_ref_init(&p->ref, call);
+		p->next = svc->producers;
+		svc->producers = p;
+		grpc_call_set_data(call, p);
+	}
+	producer_set_topics(p, pub);
+	pthread_mutex_unlock(&svc->clients_mu);
+}
+
+static void telemetry_close(struct grpc_call *call)
+{
+	struct rmq_service *svc = rmq_svc(call);
+	struct rmq_producer *p = grpc_call_data(call), **pp;
+
+	if (!p)
+		return;
+	pthread_mutex_lock(&svc->clients_mu);
+	for (pp = &svc->producers; *pp; pp = &(*pp)->next)
+		if (*pp == p) {
+			*pp = p->next;
+			break;
+		}
+	pthread_mutex_unlock(&svc->clients_mu);
+	grpc_call_set_data(call, NULL);
+	producer_set_topics(p, NULL);
+	grpc_call_ref_release(&p->ref);
+	cfx_free(p);
+}
+
+struct check_cmd {
+	struct rmq_service *svc;
+	uint64_t producer;
+	uint8_t *buf;
+	size_t len;
+};
+
+/* On the producer stream's loop: send the command if the stream is still there. */
+static void check_send(void *arg)
+{
+	struct check_cmd *cc = arg;
+	struct rmq_producer *p;
+	struct grpc_call *call = NULL;
+
+	pthread_mutex_lock(&cc->svc->clients_mu);
+	for (p = cc->svc->producers; p && p->id != cc->producer; p = p->next)
+		;
+	pthread_mutex_unlock(&cc->svc->clients_mu);
+	if (p)
+		call = grpc_call_ref_resolve(&p->ref);
+	if (call && !grpc_call_is_finished(call))
+		grpc_call_send(call, cc->buf, cc->len);
+	cfx_free(cc->buf);
+	cfx_free(cc);
+}
+
+/*
+ * The broker asks about an open transaction (timer thread): a
+ * RecoverOrphanedTransactionCommand goes to one producer stream that
+ * publishes to the topic (in turn), which answers with EndTransaction.
+ */
+static void txn_check(void *arg, const struct cfx_txn_check *c)
+{
+	struct rmq_service *svc = arg;
+	PB(TelemetryCommand) out = APACHE__ROCKETMQ__V2__TELEMETRY_COMMAND__INIT;
+	PB(RecoverOrphanedTransactionCommand) rc =
+		APACHE__ROCKETMQ__V2__RECOVER_ORPHANED_TRANSACTION_COMMAND__INIT;
+	struct rmq_producer *p, *pick = NULL;
+	uint32_t n = 0, want;
+	struct loop_target {
+		uint64_t id;
+		struct cfx_loop *loop;
+	} target;
+	struct rmq_msg b;
+	char *topic;
+
+	topic = cfx_strndup((const char *)c->topic.p, c->topic.len);
+	pthread_mutex_lock(&svc->clients_mu);
+	for (p = svc->producers; p; p = p->next)
+		for (size_t i = 0; i < p->ntopics; i++)
+			if (!strcmp(p->topics[i], topic)) {
+				n++;
+				break;
+			}
+	want = n ? svc->next_check++ % n : 0;
+	for (p = svc->producers; p && !pick; p = p->next)
+		for (size_t i = 0; i < p->ntopics; i++)
+			if (!strcmp(p->topics[i], topic)) {
+				if (want-- == 0)
+					pick = p;
+				break;
+			}
+	if (pick)
+		target = (struct loop_target){ pick->id, pick->ref.loop };
+	pthread_mutex_unlock(&svc->clients_mu);
+	if (!pick) {
+		cfx_log_ratelimited(CFX_LOG_INFO, "rmq: no producer of %s is connected to check "
+				    "an open transaction back",
+				    topic);
+		cfx_free(topic);
+		return;
+	}
+	rmq_msg_fill(&b, svc, topic, c->msg, 0);
+	b.sp.message_type = APACHE__ROCKETMQ__V2__MESSAGE_TYPE__TRANSACTION;
+	rc.message = &b.m;
+	rc.transaction_id = (char *)c->txn_id;
+	out.command_case = APACHE__ROCKETMQ__V2__TELEMETRY_COMMAND__COMMAND_RECOVER_ORPHANED_TRANSACTION_COMMAND;
+	out.recover_orphaned_transaction_command = &rc;
+	struct check_cmd *cc = cfx_calloc(1, sizeof *cc);
+	cc->svc = svc;
+	cc->producer = target.id;
+	cc->len = PBF(telemetry_command, get_packed_size)(&out);
+	cc->buf = cfx_malloc(cc->len);
+	PBF(telemetry_command, pack)(&out, cc->buf);
+	rmq_msg_free(&b);
+	cfx_free(topic);
+	cfx_loop_post(target.loop, check_send, cc);
+}
+
 static void telemetry_half_close(struct grpc_call *call)
 {
 	grpc_call_finish(call, GRPC_OK, NULL);
@@ -623,7 +863,8 @@ static const struct grpc_method methods[] = {
 	{ PATH_PREFIX "AckMessage", GRPC_UNARY, rmq_ack_message, NULL, NULL },
 	{ PATH_PREFIX "ForwardMessageToDeadLetterQueue", GRPC_UNARY, rmq_forward_dlq, NULL, NULL },
 	{ PATH_PREFIX "EndTransaction", GRPC_UNARY, end_transaction, NULL, NULL },
-	{ PATH_PREFIX "Telemetry", GRPC_BIDI, telemetry_message, telemetry_half_close, NULL },
+	{ PATH_PREFIX "Telemetry", GRPC_BIDI, telemetry_message, telemetry_half_close,
+	  telemetry_close },
 	{ PATH_PREFIX "NotifyClientTermination", GRPC_UNARY, notify_termination, NULL, NULL },
 	{ PATH_PREFIX "ChangeInvisibleDuration", GRPC_UNARY, rmq_change_invisible, NULL, NULL },
 	{ PATH_PREFIX "RecallMessage", GRPC_UNARY, recall_message, NULL, NULL },
@@ -643,6 +884,7 @@ struct rmq_service *rmq_service_new(struct cfx_broker *br, const struct rmq_opts
 	if (svc->grpc.message_bytes_max > (256u << 20))
 		svc->grpc.message_bytes_max = 256u << 20;
 	pthread_mutex_init(&svc->clients_mu, NULL);
+	cfx_broker_set_txn_checker(br, txn_check, svc);
 	return svc;
 }
 
@@ -650,6 +892,7 @@ void rmq_service_free(struct rmq_service *svc)
 {
 	if (!svc)
 		return;
+	cfx_broker_set_txn_checker(svc->br, NULL, NULL);
 	while (svc->clients) {
 		struct rmq_client *c = svc->clients;
 		svc->clients = c->next;

@@ -10,6 +10,7 @@
 #include <cmocka.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <unistd.h>
 
 #include "base/err.h"
@@ -146,12 +147,9 @@ static void test_send_chooses_queues(void **state)
 	struct cfx_send_msg m = { .m = { .body = CFX_VIEW_STR("x") }, .type = CFX_MSG_FIFO };
 
 	assert_int_equal(cfx_broker_topic_create(f->br, "plain", CFX_MSG_NORMAL, 4), 0);
-	/* Wrong type, and types not served yet, are refused whole. */
+	/* A wrong type is refused whole. */
 	assert_int_equal(cfx_broker_send(f->br, CFX_VIEW_STR("plain"), &m, 1, 0, sent_cb, &s),
 			 CFX_EINVAL);
-	m.type = CFX_MSG_DELAY;
-	assert_int_equal(cfx_broker_send(f->br, CFX_VIEW_STR("mixed1"), &m, 1, 0, sent_cb, &s),
-			 CFX_EUNSUPPORTED);
 	/* A message group always lands on the same queue, in order. */
 	assert_int_equal(cfx_broker_topic_create(f->br, "fifo", CFX_MSG_FIFO, 4), 0);
 	send_n(f, "fifo", "g", 5, NULL, "group-A", &s);
@@ -411,6 +409,166 @@ static void test_sql_filter_and_ttl(void **state)
 	cfx_sql_free(sql);
 }
 
+
+/* Sends one DELAY or TRANSACTION message; waits; returns its result. */
+static struct cfx_send_result send_special(struct fx *f, const char *topic, const char *body,
+					   int type, int64_t deliver_at)
+{
+	struct cfx_send_msg m;
+	struct sent s;
+
+	memset(&s, 0, sizeof s);
+	pthread_mutex_init(&s.mu, NULL);
+	pthread_cond_init(&s.cv, NULL);
+	memset(&m, 0, sizeof m);
+	m.m.body = CFX_VIEW_STR(body);
+	m.m.key_null = 1;
+	m.m.msg_id = CFX_VIEW_STR(body);
+	m.type = type;
+	m.deliver_at_ms = deliver_at;
+	assert_int_equal(cfx_broker_send(f->br, CFX_VIEW_STR(topic), &m, 1, CFX_DURABILITY_SYNC,
+					 sent_cb, &s), 0);
+	pthread_mutex_lock(&s.mu);
+	while (!s.done)
+		pthread_cond_wait(&s.cv, &s.mu);
+	pthread_mutex_unlock(&s.mu);
+	assert_int_equal(s.res[0].err, 0);
+	assert_int_equal(cfx_store_wait_dispatched(cfx_broker_store(f->br), 5000), 0);
+	return s.res[0];
+}
+
+/* Pops until `n` messages came or about 10 s passed; returns the count. */
+static uint32_t pop_wait(struct fx *f, const char *group, const char *topic, uint32_t n,
+			 struct cfx_pop_result *res, int64_t *first_at)
+{
+	for (int i = 0; i < 1000; i++) {
+		if (pop(f, group, topic, 8, 30000, res) >= n || res->count) {
+			if (first_at)
+				*first_at = cfx_clock_wall_ms();
+			return res->count;
+		}
+		usleep(10000);
+	}
+	return 0;
+}
+
+static void test_delayed_messages(void **state)
+{
+	struct fx *f = *state;
+	struct cfx_pop_result res;
+	int64_t now = cfx_clock_wall_ms(), got;
+	char msg_id[64];
+
+	cfx_pop_result_init(&res);
+	assert_int_equal(cfx_broker_topic_create(f->br, "dl", CFX_MSG_DELAY, 1), 0);
+	assert_int_equal(cfx_broker_subscribe(f->br, CFX_VIEW_STR("g"), CFX_VIEW_STR("dl")), 0);
+	/* Beyond the maximum: refused. */
+	struct cfx_send_msg m = { .m = { .body = CFX_VIEW_STR("x"), .key_null = 1 },
+				  .type = CFX_MSG_DELAY,
+				  .deliver_at_ms = now + f->o.timer_max_ms + 60000 };
+	assert_int_equal(cfx_broker_send(f->br, CFX_VIEW_STR("dl"), &m, 1, CFX_DURABILITY_ASYNC,
+					 sent_cb, NULL),
+			 CFX_ERANGE);
+	struct cfx_send_result a = send_special(f, "dl", "due-300ms", CFX_MSG_DELAY, now + 300);
+	struct cfx_send_result b = send_special(f, "dl", "recalled", CFX_MSG_DELAY, now + 400);
+	assert_true(a.handle[0] && b.handle[0]);
+	/* A recall handle is bound to its topic. */
+	assert_int_equal(cfx_broker_recall(f->br, CFX_VIEW_STR("other"), b.handle, NULL, 0),
+			 CFX_EINVAL);
+	assert_int_equal(cfx_broker_recall(f->br, CFX_VIEW_STR("dl"), b.handle, msg_id,
+					   sizeof msg_id), 0);
+	assert_string_equal(msg_id, "recalled");
+	assert_int_equal(cfx_broker_recall(f->br, CFX_VIEW_STR("dl"), b.handle, NULL, 0),
+			 CFX_ENOENT);
+	assert_int_equal(pop(f, "g", "dl", 8, 30000, &res), 0); /* not yet */
+	assert_int_equal(pop_wait(f, "g", "dl", 1, &res, &got), 1);
+	assert_true(got >= now + 300); /* never early */
+	assert_true(cfx_view_eq_str(res.msgs[0].v.body, "due-300ms"));
+	cfx_broker_ack(f->br, CFX_VIEW_STR("g"), CFX_VIEW_STR("dl"), res.msgs[0].handle);
+	/* A pending timer survives a restart and fires once; the recalled one never. */
+	now = cfx_clock_wall_ms();
+	send_special(f, "dl", "after-restart", CFX_MSG_DELAY, now + 500);
+	reopen(f);
+	assert_int_equal(cfx_broker_timers_pending(f->br, NULL), 1);
+	assert_int_equal(pop_wait(f, "g", "dl", 1, &res, &got), 1);
+	assert_true(got >= now + 500);
+	assert_true(cfx_view_eq_str(res.msgs[0].v.body, "after-restart"));
+	cfx_broker_ack(f->br, CFX_VIEW_STR("g"), CFX_VIEW_STR("dl"), res.msgs[0].handle);
+	usleep(300000);
+	reopen(f);
+	assert_int_equal(cfx_broker_timers_pending(f->br, NULL), 0);
+	usleep(200000);
+	assert_int_equal(pop(f, "g", "dl", 8, 30000, &res), 0);
+	cfx_pop_result_free(&res);
+}
+
+static atomic_int checks;
+static char checked_id[CFX_HANDLE_MAX];
+
+static void checker(void *arg, const struct cfx_txn_check *c)
+{
+	(void)arg;
+	if (cfx_view_eq_str(c->msg->body, "open"))
+		snprintf(checked_id, sizeof checked_id, "%s", c->txn_id);
+	checks++;
+}
+
+static void end_cb(void *arg, const struct cfx_send_result *res, uint32_t n)
+{
+	(void)n;
+	*(atomic_int *)arg = res[0].err ? -1 : 1;
+}
+
+static void test_transactions(void **state)
+{
+	struct fx *f = *state;
+	struct cfx_pop_result res;
+	atomic_int done = 0;
+
+	f->o.txn_check_first_ms = 200;
+	f->o.txn_check_interval_ms = 200;
+	f->o.txn_check_max = 1000;
+	reopen(f);
+	cfx_pop_result_init(&res);
+	assert_int_equal(cfx_broker_topic_create(f->br, "tx", CFX_MSG_TRANSACTION, 1), 0);
+	assert_int_equal(cfx_broker_subscribe(f->br, CFX_VIEW_STR("g"), CFX_VIEW_STR("tx")), 0);
+	struct cfx_send_result c = send_special(f, "tx", "commit", CFX_MSG_TRANSACTION, 0);
+	struct cfx_send_result r = send_special(f, "tx", "rollback", CFX_MSG_TRANSACTION, 0);
+	send_special(f, "tx", "open", CFX_MSG_TRANSACTION, 0);
+	assert_int_equal(pop(f, "g", "tx", 8, 30000, &res), 0); /* half messages are invisible */
+	assert_int_equal(cfx_broker_end_transaction(f->br, CFX_VIEW_STR("tx"), r.handle, 0, NULL,
+						    NULL), 0);
+	assert_int_equal(cfx_broker_end_transaction(f->br, CFX_VIEW_STR("tx"), c.handle, 1, end_cb,
+						    &done), 0);
+	for (int i = 0; i < 500 && !done; i++)
+		usleep(10000);
+	assert_int_equal(done, 1);
+	/* Resolved once only. */
+	assert_int_equal(cfx_broker_end_transaction(f->br, CFX_VIEW_STR("tx"), c.handle, 1, NULL,
+						    NULL), CFX_ENOENT);
+	assert_int_equal(pop_wait(f, "g", "tx", 1, &res, NULL), 1);
+	assert_true(cfx_view_eq_str(res.msgs[0].v.body, "commit"));
+	cfx_broker_ack(f->br, CFX_VIEW_STR("g"), CFX_VIEW_STR("tx"), res.msgs[0].handle);
+	/* The open one survives a restart and is checked back; the checker commits it. */
+	reopen(f);
+	assert_int_equal(cfx_broker_txn_open(f->br), 1);
+	cfx_broker_set_txn_checker(f->br, checker, NULL);
+	for (int i = 0; i < 1000 && !checks; i++)
+		usleep(10000);
+	assert_true(checks > 0);
+	cfx_broker_set_txn_checker(f->br, NULL, NULL);
+	done = 0;
+	assert_int_equal(cfx_broker_end_transaction(f->br, CFX_VIEW_STR("tx"), checked_id, 1,
+						    end_cb, &done), 0);
+	for (int i = 0; i < 500 && !done; i++)
+		usleep(10000);
+	assert_int_equal(done, 1);
+	assert_int_equal(pop_wait(f, "g", "tx", 1, &res, NULL), 1);
+	assert_true(cfx_view_eq_str(res.msgs[0].v.body, "open"));
+	assert_int_equal(cfx_broker_txn_open(f->br), 0);
+	cfx_pop_result_free(&res);
+}
+
 static atomic_int woken;
 
 static void wake_cb(void *arg)
@@ -492,6 +650,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_tag_filter, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_dead_letter_after_max_attempts, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_sql_filter_and_ttl, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_delayed_messages, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_transactions, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_watch_fires_on_new_message, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_pop_state_survives_restart_and_crash, setup,
 						teardown),
