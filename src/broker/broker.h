@@ -240,6 +240,8 @@ struct cfx_sql_filter;
  * property: set by front ends (MQTT 5 message expiry); RocketMQ clients may
  * set the user property CFX_TTL_MS. Expired messages are not delivered. */
 #define CFX_PROP_TTL_MS "__TTL_MS"
+/* A message's message group (FIFO order), as a property. */
+#define CFX_PROP_MSG_GROUP "__SHARDINGKEY"
 
 struct cfx_pop_req {
 	struct cfx_view group;

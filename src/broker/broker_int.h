@@ -28,9 +28,10 @@ struct group_ent {
 
 /* POP: one cursor per (group, topic, queue); see pop.c. */
 struct slot {
-	uint8_t state;	   /* SLOT_INFLIGHT, SLOT_DONE */
+	uint8_t state;	   /* SLOT_INFLIGHT, SLOT_DONE, SLOT_MOVING, SLOT_WAITING */
 	uint16_t attempt;
 	uint32_t pop_id;
+	uint32_t ghash;	   /* FIFO groups: hash of the message group (0 = none) */
 	int64_t visible_at; /* wall-clock ms */
 };
 
@@ -45,6 +46,7 @@ struct cursor {
 	struct slot *ring;  /* slots of [committed, next), indexed by offset & (cap - 1) */
 	uint32_t cap;
 	uint32_t inflight;
+	uint32_t waiting;	  /* FIFO: read, held back behind their group */
 	int64_t earliest_visible; /* lower bound of in-flight visible_at */
 	uint32_t next_pop_id;
 };

@@ -48,7 +48,9 @@
 /* SLOT_MOVING: in flight, its last attempt expired, and its copy is being
  * appended to the dead-letter queue; not journaled (after a crash it is
  * INFLIGHT again and moves again). */
-enum { SLOT_FREE = 0, SLOT_INFLIGHT = 1, SLOT_DONE = 2, SLOT_MOVING = 3 };
+/* SLOT_WAITING (FIFO groups): read, but an earlier message of its message
+ * group is not done yet; delivered when it is. */
+enum { SLOT_FREE = 0, SLOT_INFLIGHT = 1, SLOT_DONE = 2, SLOT_MOVING = 3, SLOT_WAITING = 4 };
 
 enum rec_type {
 	REC_DEFINE = 1, /* cursor id, group, topic, queue, committed */
@@ -62,6 +64,8 @@ enum rec_type {
 	REC_SYSDONE = 9,  /* kind (in the cursor field), offset: a system-queue entry is done */
 	REC_SYSBASE = 10, /* snapshot: kind, offset below which all of that kind are done */
 	REC_SYSBITS = 11, /* snapshot: kind, first offset, bitmap of done offsets */
+	REC_POPG = 12,	  /* POP of a FIFO group: + message group hash */
+	REC_WAIT = 13,	  /* cursor, offset, message group hash: read and held back */
 };
 
 #define REC_BYTES_MAX 512
@@ -276,6 +280,7 @@ struct rec {
 	uint64_t next;		/* STATE */
 	uint32_t pop_id;	/* POP/ACK/CHANGE; next_pop_id for STATE */
 	uint16_t attempt;
+	uint32_t ghash; /* POPG, WAIT */
 	int64_t visible_at;
 	struct cfx_view group, topic; /* DEFINE */
 	uint32_t queue;
@@ -301,11 +306,18 @@ static size_t rec_encode(uint8_t *out, const struct rec *r)
 		cfx_write_le64(&wr, r->offset);
 		break;
 	case REC_POP:
+	case REC_POPG:
 	case REC_CHANGE:
 		cfx_write_le64(&wr, r->offset);
 		cfx_write_le32(&wr, r->pop_id);
 		cfx_write_le16(&wr, r->attempt);
 		cfx_write_le64(&wr, (uint64_t)r->visible_at);
+		if (r->type == REC_POPG)
+			cfx_write_le32(&wr, r->ghash);
+		break;
+	case REC_WAIT:
+		cfx_write_le64(&wr, r->offset);
+		cfx_write_le32(&wr, r->ghash);
 		break;
 	case REC_ACK:
 		cfx_write_le64(&wr, r->offset);
@@ -368,11 +380,18 @@ static int rec_decode(struct cfx_reader *rd, struct rec *r)
 		r->offset = cfx_read_le64(&in);
 		break;
 	case REC_POP:
+	case REC_POPG:
 	case REC_CHANGE:
 		r->offset = cfx_read_le64(&in);
 		r->pop_id = cfx_read_le32(&in);
 		r->attempt = cfx_read_le16(&in);
 		r->visible_at = (int64_t)cfx_read_le64(&in);
+		if (r->type == REC_POPG)
+			r->ghash = cfx_read_le32(&in);
+		break;
+	case REC_WAIT:
+		r->offset = cfx_read_le64(&in);
+		r->ghash = cfx_read_le32(&in);
 		break;
 	case REC_ACK:
 		r->offset = cfx_read_le64(&in);
@@ -481,6 +500,8 @@ static void apply(struct cfx_broker *br, const struct rec *r)
 		}
 		return; /* committed moves only once they are applied */
 	case REC_POP:
+	case REC_POPG:
+	case REC_WAIT:
 	case REC_SKIP:
 		if (r->offset < c->committed)
 			break;
@@ -488,14 +509,24 @@ static void apply(struct cfx_broker *br, const struct rec *r)
 			break;
 		while (c->next <= r->offset) /* gaps cannot happen; keep them DONE if they do */
 			*slot_of(c, c->next++) = (struct slot){ .state = SLOT_DONE };
+		if (slot_of(c, r->offset)->state == SLOT_WAITING)
+			c->waiting--;
 		if (r->type == REC_SKIP) {
+			if (slot_of(c, r->offset)->state == SLOT_INFLIGHT)
+				c->inflight--;
 			*slot_of(c, r->offset) = (struct slot){ .state = SLOT_DONE };
+		} else if (r->type == REC_WAIT) {
+			if (slot_of(c, r->offset)->state == SLOT_INFLIGHT)
+				c->inflight--;
+			*slot_of(c, r->offset) = (struct slot){ .state = SLOT_WAITING, .ghash = r->ghash };
+			c->waiting++;
 		} else {
 			struct slot *s = slot_of(c, r->offset);
 			if (s->state != SLOT_INFLIGHT)
 				c->inflight++;
 			*s = (struct slot){ .state = SLOT_INFLIGHT, .attempt = r->attempt,
-					    .pop_id = r->pop_id, .visible_at = r->visible_at };
+					    .pop_id = r->pop_id, .ghash = r->ghash,
+					    .visible_at = r->visible_at };
 			if (r->visible_at < c->earliest_visible)
 				c->earliest_visible = r->visible_at;
 			if (r->pop_id >= c->next_pop_id)
@@ -527,6 +558,7 @@ static void apply(struct cfx_broker *br, const struct rec *r)
 		c->cap = 0;
 		c->inflight = 0;
 		c->committed = c->next = r->offset;
+		c->waiting = 0;
 		c->earliest_visible = INT64_MAX;
 		break;
 	}
@@ -582,11 +614,19 @@ static void snapshot_build(struct cfx_broker *br, struct cfx_writer *wr)
 			cfx_write_bytes(wr, buf, rec_encode(buf, &r));
 			for (uint64_t o = c->committed; o < c->next; o++) {
 				struct slot *s = slot_of(c, o);
+				if (s->state == SLOT_WAITING) {
+					r = (struct rec){ .type = REC_WAIT, .seq = br->jseq,
+							  .cursor = c->id, .offset = o,
+							  .ghash = s->ghash };
+					cfx_write_bytes(wr, buf, rec_encode(buf, &r));
+					continue;
+				}
 				if (s->state != SLOT_INFLIGHT && s->state != SLOT_MOVING)
 					continue;
-				r = (struct rec){ .type = REC_POP, .seq = br->jseq, .cursor = c->id,
-						  .offset = o, .pop_id = s->pop_id,
-						  .attempt = s->attempt, .visible_at = s->visible_at };
+				r = (struct rec){ .type = s->ghash ? REC_POPG : REC_POP, .seq = br->jseq,
+						  .cursor = c->id, .offset = o, .pop_id = s->pop_id,
+						  .attempt = s->attempt, .ghash = s->ghash,
+						  .visible_at = s->visible_at };
 				cfx_write_bytes(wr, buf, rec_encode(buf, &r));
 			}
 		}
@@ -1056,21 +1096,25 @@ static struct cursor *cursor_get(struct cfx_broker *br, struct cfx_view g, struc
 
 static void deliver(struct cfx_broker *br, const struct cfx_pop_req *req, struct cursor *c,
 		    const struct cfx_msg_view *v, uint32_t attempt, int64_t now,
-		    struct cfx_pop_result *res)
+		    struct cfx_pop_result *res, uint32_t ghash)
 {
 	struct slot *s = slot_of(c, v->offset);
 	struct cfx_popped *p = result_push(res);
 	struct handle h;
 	struct rec r;
 
+	if (s->state == SLOT_WAITING)
+		c->waiting--;
 	if (s->state != SLOT_INFLIGHT)
 		c->inflight++;
 	*s = (struct slot){ .state = SLOT_INFLIGHT, .attempt = (uint16_t)attempt,
-			    .pop_id = c->next_pop_id++, .visible_at = now + req->invisible_ms };
+			    .pop_id = c->next_pop_id++, .ghash = ghash,
+			    .visible_at = now + req->invisible_ms };
 	if (s->visible_at < c->earliest_visible)
 		c->earliest_visible = s->visible_at;
-	r = (struct rec){ .type = REC_POP, .cursor = c->id, .offset = v->offset,
-			  .pop_id = s->pop_id, .attempt = s->attempt, .visible_at = s->visible_at };
+	r = (struct rec){ .type = ghash ? REC_POPG : REC_POP, .cursor = c->id, .offset = v->offset,
+			  .pop_id = s->pop_id, .attempt = s->attempt, .ghash = ghash,
+			  .visible_at = s->visible_at };
 	journal(br, &r);
 	h = (struct handle){ .queue = c->queue, .offset = v->offset, .pop_id = s->pop_id,
 			     .pop_ms = now, .invisible_ms = (uint32_t)req->invisible_ms,
@@ -1145,7 +1189,7 @@ static void pop_expired(struct cfx_broker *br, struct pop_ctx *x, struct cursor 
 			journal(br, &r);
 			continue;
 		}
-		deliver(br, req, c, &rd->msgs[0], s->attempt + 1u, now, res);
+		deliver(br, req, c, &rd->msgs[0], s->attempt + 1u, now, res, s->ghash);
 		if (s->visible_at < earliest)
 			earliest = s->visible_at;
 	}
@@ -1206,10 +1250,208 @@ static void pop_new(struct cfx_broker *br, struct pop_ctx *x, struct cursor *c)
 				*slot_of(c, v->offset) = (struct slot){ .state = SLOT_DONE };
 				continue;
 			}
-			deliver(br, req, c, v, 1, now, res);
+			deliver(br, req, c, v, 1, now, res, 0);
 		}
 	}
 	advance_committed(c);
+}
+
+/* ------------------------------------------------------------------------
+ * FIFO groups
+ * ------------------------------------------------------------------------ */
+
+/* The message-group hashes seen not done during one FIFO pop of a queue. */
+struct gset {
+	uint32_t *v;
+	uint32_t cap, n;
+};
+
+static int gset_has(const struct gset *g, uint32_t h)
+{
+	if (!g->cap)
+		return 0;
+	for (uint32_t i = h & (g->cap - 1);; i = (i + 1) & (g->cap - 1)) {
+		if (g->v[i] == h)
+			return 1;
+		if (g->v[i] == 0)
+			return 0;
+	}
+}
+
+static void gset_add(struct gset *g, uint32_t h)
+{
+	if (!h || gset_has(g, h))
+		return;
+	if ((g->n + 1) * 2 > g->cap) {
+		struct gset ng = { .cap = g->cap ? g->cap * 2 : 64 };
+		ng.v = cfx_calloc(ng.cap, sizeof *ng.v);
+		for (uint32_t i = 0; i < g->cap; i++)
+			if (g->v[i])
+				gset_add(&ng, g->v[i]);
+		cfx_free(g->v);
+		*g = ng;
+	}
+	uint32_t i = h & (g->cap - 1);
+	while (g->v[i])
+		i = (i + 1) & (g->cap - 1);
+	g->v[i] = h;
+	g->n++;
+}
+
+/* The message group of a message as a non-zero hash, 0 if it has none. */
+static uint32_t group_hash(const struct cfx_msg_view *v)
+{
+	struct cfx_view g;
+
+	if (!prop_get(v, CFX_PROP_MSG_GROUP, &g) || !g.len)
+		return 0;
+	return (uint32_t)cfx_hash64(g.p, g.len) | 1u;
+}
+
+/* Reads one message of the queue into `rd`; 0 if it is there. */
+static int read_one(struct cfx_broker *br, struct cfx_view topic, uint32_t queue, uint64_t off,
+		    struct cfx_read_result *rd)
+{
+	cfx_read_result_free(rd);
+	cfx_read_result_init(rd);
+	int rc = cfx_store_read(br->st, topic, queue, off, 1, 1, rd);
+	return !rc && rd->count && rd->msgs[0].offset == off ? 0 : CFX_ENOENT;
+}
+
+/*
+ * A FIFO group's pop of one queue. The window is walked from `committed`:
+ * the first not-done message of each message group is the only one that
+ * may be in flight; later ones wait. An expired in-flight message is
+ * redelivered (or dead-lettered) before anything else of its group; a
+ * waiting one is delivered once its group has nothing earlier in flight.
+ * New messages whose group is busy are read and held back (REC_WAIT).
+ * @locks pop_mu
+ */
+static void pop_fifo(struct cfx_broker *br, struct pop_ctx *x, struct cursor *c)
+{
+	const struct cfx_pop_req *req = x->req;
+	struct cfx_pop_result *res = x->res;
+	uint32_t wmax = br->o.inflight_max ? br->o.inflight_max : WINDOW_MAX_DEFAULT;
+	int64_t now = x->now, earliest = INT64_MAX;
+	struct gset busy = { 0 };
+	struct cfx_read_result tmp;
+	uint64_t start, end;
+
+	cfx_read_result_init(&tmp);
+	cfx_store_queue_bounds(br->st, req->topic, c->queue, &start, &end);
+	if (c->next < start) {
+		struct rec r = { .type = REC_RESET, .cursor = c->id, .offset = start };
+		journal(br, &r);
+		apply(br, &r);
+	}
+	for (uint64_t o = c->committed; o < c->next; o++) {
+		struct slot *s = slot_of(c, o);
+		switch (s->state) {
+		case SLOT_DONE:
+			continue;
+		case SLOT_MOVING:
+			gset_add(&busy, s->ghash);
+			continue;
+		case SLOT_INFLIGHT:
+			if (s->visible_at > now || res->count >= req->max_msgs ||
+			    (s->ghash && gset_has(&busy, s->ghash))) {
+				earliest = CFX_MIN(earliest, s->visible_at);
+				gset_add(&busy, s->ghash);
+				continue;
+			}
+			gset_add(&busy, s->ghash);
+			if (s->attempt >= x->max_attempts) {
+				if (x->nmoves == x->capmoves) {
+					x->capmoves = x->capmoves ? x->capmoves * 2 : 8;
+					x->moves = cfx_realloc(x->moves, x->capmoves * sizeof *x->moves);
+				}
+				x->moves[x->nmoves++] = (struct move){ .cursor = c->id,
+								       .queue = c->queue,
+								       .pop_id = s->pop_id, .offset = o,
+								       .attempt = s->attempt };
+				s->state = SLOT_MOVING;
+				continue;
+			}
+			if (read_one(br, req->topic, c->queue, o, &tmp) ||
+			    msg_expired(&tmp.msgs[0], now)) {
+				struct rec r = { .type = REC_ACK, .cursor = c->id, .offset = o,
+						 .pop_id = s->pop_id };
+				journal(br, &r);
+				s->state = SLOT_DONE;
+				c->inflight--;
+				continue;
+			}
+			struct cfx_read_result *rd = result_rd(res);
+			if (!rd) {
+				earliest = now;
+				continue;
+			}
+			read_one(br, req->topic, c->queue, o, rd);
+			deliver(br, req, c, &rd->msgs[0], s->attempt + 1u, now, res, s->ghash);
+			earliest = CFX_MIN(earliest, s->visible_at);
+			continue;
+		case SLOT_WAITING:
+			if (res->count >= req->max_msgs || gset_has(&busy, s->ghash)) {
+				gset_add(&busy, s->ghash);
+				continue;
+			}
+			gset_add(&busy, s->ghash);
+			struct cfx_read_result *rd2 = result_rd(res);
+			if (!rd2)
+				continue;
+			if (read_one(br, req->topic, c->queue, o, rd2) ||
+			    msg_expired(&rd2->msgs[0], now)) {
+				struct rec r = { .type = REC_SKIP, .cursor = c->id, .offset = o };
+				journal(br, &r);
+				apply(br, &r);
+				continue;
+			}
+			deliver(br, req, c, &rd2->msgs[0], 1, now, res, s->ghash);
+			earliest = CFX_MIN(earliest, s->visible_at);
+			continue;
+		}
+	}
+	c->earliest_visible = earliest;
+	/* New messages. */
+	while (res->count < req->max_msgs && c->next < end) {
+		struct cfx_read_result *rd = result_rd(res);
+		if (!rd)
+			break;
+		int rc = cfx_store_read(br->st, req->topic, c->queue, c->next, 64, 1u << 20, rd);
+		if (rc || rd->count == 0)
+			break;
+		uint32_t i;
+		for (i = 0; i < rd->count && res->count < req->max_msgs; i++) {
+			const struct cfx_msg_view *v = &rd->msgs[i];
+			struct rec r = { .cursor = c->id, .offset = v->offset };
+			if (window_reserve(c, v->offset + 1, wmax))
+				break;
+			c->next = v->offset + 1;
+			if (!filter_matches(req, v) || msg_expired(v, now)) {
+				r.type = REC_SKIP;
+				journal(br, &r);
+				*slot_of(c, v->offset) = (struct slot){ .state = SLOT_DONE };
+				continue;
+			}
+			uint32_t gh = group_hash(v);
+			if (gh && gset_has(&busy, gh)) {
+				r.type = REC_WAIT;
+				r.ghash = gh;
+				journal(br, &r);
+				*slot_of(c, v->offset) = (struct slot){ .state = SLOT_WAITING,
+									.ghash = gh };
+				c->waiting++;
+				continue;
+			}
+			gset_add(&busy, gh);
+			deliver(br, req, c, v, 1, now, res, gh);
+		}
+		if (i < rd->count && res->count < req->max_msgs)
+			break; /* the window is full */
+	}
+	advance_committed(c);
+	cfx_free(busy.v);
+	cfx_read_result_free(&tmp);
 }
 
 /* Dead letters (below). */
@@ -1247,6 +1489,17 @@ int cfx_broker_pop(struct cfx_broker *br, const struct cfx_pop_req *req,
 	x.max_attempts = gi.retry.max_attempts ? gi.retry.max_attempts : 1;
 	first = atomic_fetch_add(&br->rr_pop, 1);
 	pthread_mutex_lock(&br->pop_mu);
+	if (gi.fifo) {
+		for (uint32_t k = 0; k < ti.queues && res->count < req->max_msgs; k++) {
+			uint32_t q = (first + k) % ti.queues;
+			struct cursor *c = cursor_find(br, req->group, req->topic, q);
+			if (!c)
+				c = cursor_get(br, req->group, req->topic, q,
+					       cfx_store_queue_next_offset(br->st, req->topic, q));
+			pop_fifo(br, &x, c);
+		}
+		goto unlock;
+	}
 	/* Expired messages first, over all queues; then new ones. */
 	for (uint32_t k = 0; k < ti.queues && res->count < req->max_msgs; k++) {
 		uint32_t q = (first + k) % ti.queues;
@@ -1264,6 +1517,7 @@ int cfx_broker_pop(struct cfx_broker *br, const struct cfx_pop_req *req,
 		}
 		pop_new(br, &x, c);
 	}
+unlock:
 	pthread_mutex_unlock(&br->pop_mu);
 	/* Dead letters, outside the lock: the copy completes through a callback. */
 	for (uint32_t i = 0; i < x.nmoves; i++) {
@@ -1331,7 +1585,7 @@ int cfx_broker_ack(struct cfx_broker *br, struct cfx_view group, struct cfx_view
 	struct handle h;
 	struct cursor *c;
 	struct slot *s;
-	int rc;
+	int rc, wake = 0;
 
 	pthread_mutex_lock(&br->pop_mu);
 	rc = handle_slot(br, group, topic, handle, &h, &c, &s);
@@ -1342,10 +1596,13 @@ int cfx_broker_ack(struct cfx_broker *br, struct cfx_view group, struct cfx_view
 		if (!rc) {
 			s->state = SLOT_DONE;
 			c->inflight--;
+			wake = c->waiting > 0; /* FIFO: the next of its group may go */
 			advance_committed(c);
 		}
 	}
 	pthread_mutex_unlock(&br->pop_mu);
+	if (wake)
+		broker__wake(br, group, topic);
 	return rc;
 }
 
@@ -1666,6 +1923,7 @@ static void dlq_moved(void *arg, const struct cfx_send_result *res, uint32_t n)
 	struct cfx_broker *br = da->br;
 	struct move *m = da->move;
 	int64_t now = cfx_clock_wall_ms();
+	char *wg = NULL, *wt = NULL;
 	struct cursor *c;
 
 	CFX_UNUSED(n);
@@ -1690,10 +1948,18 @@ static void dlq_moved(void *arg, const struct cfx_send_result *res, uint32_t n)
 				s->state = SLOT_DONE;
 				c->inflight--;
 				advance_committed(c);
+				if (c->waiting) {
+					wg = cfx_strdup(c->group);
+					wt = cfx_strdup(c->topic);
+				}
 			}
 		}
 	}
 	pthread_mutex_unlock(&br->pop_mu);
+	if (wg) /* FIFO: the next message of its group may go */
+		broker__wake(br, CFX_VIEW_STR(wg), CFX_VIEW_STR(wt));
+	cfx_free(wg);
+	cfx_free(wt);
 	dlq_arg_free(da);
 }
 

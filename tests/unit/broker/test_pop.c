@@ -569,6 +569,116 @@ static void test_transactions(void **state)
 	cfx_pop_result_free(&res);
 }
 
+
+static void send_grouped(struct fx *f, const char *topic, const char *body, const char *group)
+{
+	const char *kv[] = { CFX_PROP_MSG_GROUP, group };
+	struct cfx_prop props[1] = { { CFX_VIEW_STR(kv[0]), CFX_VIEW_STR(kv[1]) } };
+	struct cfx_send_msg m;
+	struct sent s;
+
+	memset(&s, 0, sizeof s);
+	pthread_mutex_init(&s.mu, NULL);
+	pthread_cond_init(&s.cv, NULL);
+	memset(&m, 0, sizeof m);
+	m.m.body = CFX_VIEW_STR(body);
+	m.m.key_null = 1;
+	m.m.props = props;
+	m.m.prop_count = 1;
+	m.type = CFX_MSG_FIFO;
+	m.group = CFX_VIEW_STR(group);
+	assert_int_equal(cfx_broker_send(f->br, CFX_VIEW_STR(topic), &m, 1, CFX_DURABILITY_SYNC,
+					 sent_cb, &s), 0);
+	pthread_mutex_lock(&s.mu);
+	while (!s.done)
+		pthread_cond_wait(&s.cv, &s.mu);
+	pthread_mutex_unlock(&s.mu);
+	assert_int_equal(s.res[0].err, 0);
+	assert_int_equal(cfx_store_wait_dispatched(cfx_broker_store(f->br), 5000), 0);
+}
+
+/* Pops and returns the bodies received, space-separated, in order. */
+static const char *pop_bodies(struct fx *f, struct cfx_pop_result *res, int64_t invisible)
+{
+	static char out[256];
+	size_t n = 0;
+
+	out[0] = '\0';
+	pop(f, "fg", "ff", 8, invisible, res);
+	for (uint32_t i = 0; i < res->count; i++)
+		n += (size_t)snprintf(out + n, sizeof out - n, "%s%.*s", i ? " " : "",
+				      (int)res->msgs[i].v.body.len, (const char *)res->msgs[i].v.body.p);
+	return out;
+}
+
+static const char *handle_of(struct cfx_pop_result *res, const char *body)
+{
+	for (uint32_t i = 0; i < res->count; i++)
+		if (cfx_view_eq_str(res->msgs[i].v.body, body))
+			return res->msgs[i].handle;
+	fail_msg("%s not received", body);
+	return NULL;
+}
+
+static void test_fifo_order(void **state)
+{
+	struct fx *f = *state;
+	struct cfx_group_info gi = { .name = "fg", .fifo = 1 };
+	struct cfx_pop_result res;
+	char h[CFX_HANDLE_MAX], nh[CFX_HANDLE_MAX];
+
+	cfx_pop_result_init(&res);
+	cfx_retry_policy_default(&gi.retry);
+	gi.retry.max_attempts = 3;
+	assert_int_equal(cfx_broker_group_create(f->br, &gi), 0);
+	assert_int_equal(cfx_broker_topic_create(f->br, "ff", CFX_MSG_FIFO, 1), 0);
+	assert_int_equal(cfx_broker_subscribe(f->br, CFX_VIEW_STR("fg"), CFX_VIEW_STR("ff")), 0);
+	send_grouped(f, "ff", "A1", "A");
+	send_grouped(f, "ff", "B1", "B");
+	send_grouped(f, "ff", "A2", "A");
+	send_grouped(f, "ff", "B2", "B");
+	send_grouped(f, "ff", "A3", "A");
+	/* One message per group at a time. */
+	assert_string_equal(pop_bodies(f, &res, 30000), "A1 B1");
+	snprintf(h, sizeof h, "%s", handle_of(&res, "A1"));
+	snprintf(nh, sizeof nh, "%s", handle_of(&res, "B1"));
+	assert_string_equal(pop_bodies(f, &res, 30000), "");
+	assert_int_equal(cfx_broker_ack(f->br, CFX_VIEW_STR("fg"), CFX_VIEW_STR("ff"), h), 0);
+	assert_string_equal(pop_bodies(f, &res, 30000), "A2");
+	snprintf(h, sizeof h, "%s", handle_of(&res, "A2"));
+	/* A negative acknowledgement: B1 comes again before B2. */
+	assert_int_equal(cfx_broker_change_invisible(f->br, CFX_VIEW_STR("fg"), CFX_VIEW_STR("ff"),
+						     nh, 0, nh), 0);
+	assert_string_equal(pop_bodies(f, &res, 30000), "B1");
+	assert_int_equal(res.msgs[0].attempt, 2);
+	snprintf(nh, sizeof nh, "%s", handle_of(&res, "B1"));
+	/* The order holds across a restart. */
+	reopen(f);
+	assert_string_equal(pop_bodies(f, &res, 30000), "");
+	assert_int_equal(cfx_broker_ack(f->br, CFX_VIEW_STR("fg"), CFX_VIEW_STR("ff"), nh), 0);
+	assert_int_equal(cfx_broker_ack(f->br, CFX_VIEW_STR("fg"), CFX_VIEW_STR("ff"), h), 0);
+	assert_string_equal(pop_bodies(f, &res, 30000), "B2 A3");
+	/* B2 is never acknowledged: after its last attempt it goes to the DLQ and
+	 * the group moves on; A3 is acknowledged. */
+	snprintf(nh, sizeof nh, "%s", handle_of(&res, "B2"));
+	assert_int_equal(cfx_broker_ack(f->br, CFX_VIEW_STR("fg"), CFX_VIEW_STR("ff"),
+					handle_of(&res, "A3")), 0);
+	assert_int_equal(cfx_broker_change_invisible(f->br, CFX_VIEW_STR("fg"), CFX_VIEW_STR("ff"),
+						     nh, 0, nh), 0);
+	send_grouped(f, "ff", "B3", "B");
+	assert_string_equal(pop_bodies(f, &res, 0), "B2");
+	assert_string_equal(pop_bodies(f, &res, 0), "B2");
+	assert_int_equal(res.msgs[0].attempt, 3);
+	const char *got = "";
+	for (int i = 0; i < 500 && !*got; i++) {
+		got = pop_bodies(f, &res, 30000);
+		if (!*got)
+			usleep(10000);
+	}
+	assert_string_equal(got, "B3");
+	cfx_pop_result_free(&res);
+}
+
 static atomic_int woken;
 
 static void wake_cb(void *arg)
@@ -652,6 +762,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_sql_filter_and_ttl, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_delayed_messages, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_transactions, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_fifo_order, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_watch_fires_on_new_message, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_pop_state_survives_restart_and_crash, setup,
 						teardown),
