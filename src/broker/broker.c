@@ -12,6 +12,7 @@
 #include "broker/broker_int.h"
 
 #define TICK_MS 50
+#define TIMER_STEP_MS 10
 
 void cfx_broker_opts_default(struct cfx_broker_opts *o)
 {
@@ -48,13 +49,16 @@ static void on_dispatch(void *arg, struct cfx_view topic, uint32_t queue_id, uin
 static void *timer_thread(void *arg)
 {
 	struct cfx_broker *br = arg;
-	int64_t last_flush = 0;
+	int64_t last_flush = 0, last_pop = 0;
 
 	pthread_mutex_lock(&br->timer_mu);
 	while (!br->stopping) {
+		/* Delayed messages pending: wake every TIMER_STEP_MS so that they
+		 * fire within about one wheel tick of their time. */
+		int64_t step = cfx_broker_timers_pending(br, NULL) ? TIMER_STEP_MS : TICK_MS;
 		struct timespec ts;
 		clock_gettime(CLOCK_REALTIME, &ts);
-		ts.tv_nsec += TICK_MS * 1000000L;
+		ts.tv_nsec += step * 1000000L;
 		if (ts.tv_nsec >= 1000000000L) {
 			ts.tv_sec++;
 			ts.tv_nsec -= 1000000000L;
@@ -65,9 +69,12 @@ static void *timer_thread(void *arg)
 		pthread_mutex_unlock(&br->timer_mu);
 		int64_t now = cfx_clock_mono_ms();
 		timer__tick(br);
-		txn__tick(br);
-		pop__tick(br, now - last_flush >= br->o.pop_flush_interval_ms ? now : 0);
-		last_flush = now;
+		if (now - last_pop >= TICK_MS) {
+			txn__tick(br);
+			pop__tick(br, now - last_flush >= br->o.pop_flush_interval_ms ? now : 0);
+			last_flush = now;
+			last_pop = now;
+		}
 		pthread_mutex_lock(&br->timer_mu);
 	}
 	pthread_mutex_unlock(&br->timer_mu);

@@ -27,7 +27,7 @@
 #include "broker/broker_int.h"
 #include "broker/timerwheel.h"
 
-#define TIMER_TICK_MS 100
+#define TIMER_TICK_MS 20
 #define SCAN_BATCH 256
 
 static int prop_find(const struct cfx_msg_view *v, const char *name, struct cfx_view *out)

@@ -2,9 +2,9 @@
  * timerwheel.h - a hierarchical timing wheel: millions of pending timers,
  * each costing 16 bytes, added and fired in constant time, never scanned.
  *
- * Levels (with the default 100 ms tick): 600 slots of one tick (1 min),
- * 60 slots of one minute (1 h), 24 slots of one hour (1 day), 64 slots of
- * one day. A timer sits in the lowest level whose range covers it and moves
+ * Levels: 600 slots of one tick, 60 slots of 600 ticks, 24 slots of 36,000
+ * ticks, 64 slots of 864,000 ticks; with the broker's 20 ms tick that is
+ * 12 s, 12 min, 4.8 h and 12.8 days. A timer sits in the lowest level whose range covers it and moves
  * down a level (cascades) when the slot of the level above comes due; one
  * beyond the top level waits in an overflow list until it fits.
  *
