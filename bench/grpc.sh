@@ -4,7 +4,9 @@
 #   2. confluxd started on a scratch directory, then `conflux bench e2e`
 #      (fixed 10k msg/s, produce -> receive latency) with 4 and 1 connections,
 #      then `conflux bench produce` (1 KiB, 32 per SendMessage, 4 connections;
-#      last, so that its gigabytes of write-back do not disturb the latencies).
+#      last, so that its gigabytes of write-back do not disturb the latencies),
+#   3. `conflux bench consume`: POP receive + ack of a 2M-message backlog with
+#      4 consumer connections, as a ratio to the produce rate.
 # Prints each JSON report and a summary with the protocol overhead as a ratio.
 #
 #   bench/grpc.sh [DIR]        (BUILD=build-rel to use another build tree)
@@ -41,6 +43,9 @@ cat "$DIR/e2e1.json"
 "$BUILD/conflux" bench produce --server "$HTTP" --grpc "$GRPC" --duration 10s --json \
 	>"$DIR/produce.json"
 cat "$DIR/produce.json"
+"$BUILD/conflux" bench consume --server "$HTTP" --grpc "$GRPC" --count 2000000 \
+	--connections 4 --duration 60s --json >"$DIR/consume.json"
+cat "$DIR/consume.json"
 kill -TERM $pid
 wait $pid || true
 trap - EXIT
@@ -59,6 +64,9 @@ print("  vs in-process store async 1 KiB x1:        %.2fx (%.0f msgs/s)"
       % (prod["msgs_per_s"] / x1["msgs_per_s"], x1["msgs_per_s"]))
 print("  vs in-process store async 1 KiB batch 100: %.2fx (%.0f msgs/s)"
       % (prod["msgs_per_s"] / b100["msgs_per_s"], b100["msgs_per_s"]))
+cons = load("consume.json")
+print("POP receive+ack, 4 consumers: %.0f msgs/s, %.1f MB/s = %.2fx the produce rate"
+      % (cons["msgs_per_s"], cons["mb_per_s"], cons["msgs_per_s"] / prod["msgs_per_s"]))
 for n, label in (("e2e4.json", "4 conns"), ("e2e1.json", "1 conn")):
     e = load(n)
     l = e["latency_ms"]

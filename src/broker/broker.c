@@ -103,6 +103,7 @@ int cfx_broker_open(const struct cfx_broker_opts *o, struct cfx_broker **out,
 	br->jfd = -1;
 	pthread_mutex_init(&br->meta_mu, NULL);
 	pthread_mutex_init(&br->pop_mu, NULL);
+	pthread_mutex_init(&br->jw_mu, NULL);
 	pthread_mutex_init(&br->watch_mu, NULL);
 	pthread_mutex_init(&br->timer_mu, NULL);
 	pthread_mutex_init(&br->tm_mu, NULL);
@@ -160,6 +161,7 @@ int cfx_broker_close(struct cfx_broker *br)
 		rc = cfx_store_close(br->st);
 	pthread_mutex_destroy(&br->meta_mu);
 	pthread_mutex_destroy(&br->pop_mu);
+	pthread_mutex_destroy(&br->jw_mu);
 	pthread_mutex_destroy(&br->watch_mu);
 	pthread_mutex_destroy(&br->timer_mu);
 	pthread_mutex_destroy(&br->tm_mu);

@@ -295,6 +295,11 @@ int cfx_broker_subscribe(struct cfx_broker *br, struct cfx_view group, struct cf
 int cfx_broker_ack(struct cfx_broker *br, struct cfx_view group, struct cfx_view topic,
 		   const char *handle);
 
+/* Acknowledges n messages of one group and topic at once (one journal
+ * write); err[i] as cfx_broker_ack would return for handles[i]. */
+void cfx_broker_ack_many(struct cfx_broker *br, struct cfx_view group, struct cfx_view topic,
+			 const char *const *handles, uint32_t n, int *err);
+
 /*
  * Makes an in-flight message invisible for `invisible_ms` from now (0 =
  * visible at once, a negative acknowledgement) and writes its new handle
@@ -395,7 +400,11 @@ int cfx_broker_dlq_position(struct cfx_broker *br, struct cfx_view group,
  * without DLQ_ORIGIN_TOPIC, or whose origin topic no longer exists or
  * refuses them, count as looked at and stay in the DLQ (visible again a
  * few seconds later, for the next re-drive). cb(arg, redriven, first_error)
- * is called once, on any thread, maybe before this returns. Returns 0 or
+ * is called once, on any thread, maybe before this returns; first_error
+ * is 0, the reason a message stayed (CFX_EINVAL: no DLQ_ORIGIN_TOPIC or a
+ * transactional origin topic; CFX_ENOENT: no origin topic; the send's
+ * error), CFX_ETIMEDOUT (a copy was stored too late to acknowledge the
+ * message: it will be re-driven again), or the pop's error. Returns 0 or
  * an error without calling cb: CFX_ENOENT (no such DLQ), CFX_EINVAL (bad
  * group name, max 0), or the broker's error creating the redrive group.
  */

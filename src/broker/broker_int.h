@@ -110,6 +110,9 @@ struct cfx_broker {
 	uint64_t jseq;		/* sequence of the last record */
 	uint64_t jbytes;
 	int jdirty;		/* written since the last fdatasync */
+	struct cfx_writer jbuf; /* records not written yet (pop.c: journal) */
+	struct cfx_writer jspare; /* the other buffer, being written under jw_mu */
+	pthread_mutex_t jw_mu;	/* journal writes, in order; taken under pop_mu */
 	uint8_t secret[32];
 	atomic_uint rr_pop;
 	struct sysdone sys[SYS_KINDS];

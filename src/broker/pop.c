@@ -42,6 +42,7 @@
 #include "base/crc32c.h"
 #include "base/err.h"
 #include "base/hash.h"
+#include "base/siphash.h"
 #include "broker/broker_int.h"
 #include "broker/sqlfilter.h"
 
@@ -69,6 +70,8 @@ enum rec_type {
 };
 
 #define REC_BYTES_MAX 512
+
+static int pop_unlock(struct cfx_broker *br);
 #define WINDOW_MAX_DEFAULT 65536
 
 /* ------------------------------------------------------------------------
@@ -256,7 +259,7 @@ int pop__sys_is_done(struct cfx_broker *br, int kind, uint64_t offset)
 {
 	pthread_mutex_lock(&br->pop_mu);
 	int done = sysdone_test(&br->sys[kind], offset);
-	pthread_mutex_unlock(&br->pop_mu);
+	pop_unlock(br);
 	return done;
 }
 
@@ -264,7 +267,7 @@ uint64_t pop__sys_base(struct cfx_broker *br, int kind)
 {
 	pthread_mutex_lock(&br->pop_mu);
 	uint64_t base = br->sys[kind].base;
-	pthread_mutex_unlock(&br->pop_mu);
+	pop_unlock(br);
 	return base;
 }
 
@@ -428,7 +431,12 @@ static int rec_decode(struct cfx_reader *rd, struct rec *r)
 	return in.err || cfx_reader_left(&in) ? -1 : 1;
 }
 
-/* Appends a record to the journal. @locks pop_mu */
+/*
+ * Appends a record to the journal buffer. Records reach the file in one
+ * write(2) when pop_mu is released (pop_unlock), before the operation that
+ * made them returns, so a kill -9 never loses an acknowledged one.
+ * @locks pop_mu
+ */
 static int journal(struct cfx_broker *br, struct rec *r)
 {
 	uint8_t buf[REC_BYTES_MAX];
@@ -436,14 +444,65 @@ static int journal(struct cfx_broker *br, struct rec *r)
 
 	r->seq = ++br->jseq;
 	n = rec_encode(buf, r);
-	if (cfx_pwrite_full(br->fops, br->jfd, buf, n, (off_t)br->jbytes)) {
+	if (!br->jbuf.p)
+		cfx_writer_init(&br->jbuf, 4096);
+	cfx_write_bytes(&br->jbuf, buf, n);
+	return 0;
+}
+
+/* Writes the buffered records. @locks pop_mu */
+static int journal_flush(struct cfx_broker *br)
+{
+	int rc = 0;
+
+	if (!br->jbuf.len)
+		return 0;
+	if (br->jfd < 0 ||
+	    cfx_pwrite_full(br->fops, br->jfd, br->jbuf.p, br->jbuf.len, (off_t)br->jbytes)) {
 		cfx_log_ratelimited(CFX_LOG_ERROR, "broker: cannot write the POP journal: %s",
 				    strerror(errno));
-		return CFX_EIO;
+		rc = CFX_EIO;
+	} else {
+		br->jbytes += br->jbuf.len;
+		br->jdirty = 1;
 	}
-	br->jbytes += n;
+	br->jbuf.len = 0;
+	return rc;
+}
+
+/*
+ * Releases pop_mu, then writes what the holder journaled. The write
+ * happens outside pop_mu so that the next operation can proceed meanwhile;
+ * jw_mu, taken before pop_mu is released, keeps the records in order.
+ */
+static int pop_unlock(struct cfx_broker *br)
+{
+	struct cfx_writer w;
+	uint64_t at;
+	int rc = 0;
+
+	if (!br->jbuf.len || br->jfd < 0) {
+		rc = journal_flush(br);
+		pthread_mutex_unlock(&br->pop_mu);
+		return rc;
+	}
+	pthread_mutex_lock(&br->jw_mu);
+	w = br->jbuf;
+	br->jbuf = br->jspare;
+	br->jbuf.len = 0;
+	at = br->jbytes;
+	br->jbytes += w.len;
 	br->jdirty = 1;
-	return 0;
+	pthread_mutex_unlock(&br->pop_mu);
+	if (cfx_pwrite_full(br->fops, br->jfd, w.p, w.len, (off_t)at)) {
+		cfx_log_ratelimited(CFX_LOG_ERROR, "broker: cannot write the POP journal: %s",
+				    strerror(errno));
+		rc = CFX_EIO;
+	}
+	w.len = 0;
+	br->jspare = w;
+	pthread_mutex_unlock(&br->jw_mu);
+	return rc;
 }
 
 int pop__sys_done(struct cfx_broker *br, int kind, uint64_t offset)
@@ -459,7 +518,7 @@ int pop__sys_done(struct cfx_broker *br, int kind, uint64_t offset)
 	} else {
 		rc = CFX_EEXIST;
 	}
-	pthread_mutex_unlock(&br->pop_mu);
+	pop_unlock(br);
 	return rc;
 }
 
@@ -639,12 +698,16 @@ static int snapshot_write(struct cfx_broker *br)
 	struct cfx_writer wr;
 	int r;
 
+	/* No journal write may be in progress while the journal is cut. */
+	pthread_mutex_lock(&br->jw_mu);
+	journal_flush(br); /* the journal stays a prefix of the state */
 	cfx_writer_init(&wr, 4096);
 	snapshot_build(br, &wr);
 	path_in(br, "snapshot", path, sizeof path);
 	r = cfx_write_file_atomic(br->fops, path, wr.p, wr.len);
 	cfx_writer_free(&wr);
 	if (r) {
+		pthread_mutex_unlock(&br->jw_mu);
 		cfx_log_error("broker: cannot write the POP snapshot: %s", strerror(-r));
 		return cfx_err_from_errno(-r);
 	}
@@ -653,6 +716,7 @@ static int snapshot_write(struct cfx_broker *br)
 		br->jbytes = 0;
 		br->jdirty = 0;
 	}
+	pthread_mutex_unlock(&br->jw_mu);
 	return 0;
 }
 
@@ -780,9 +844,11 @@ void pop__close(struct cfx_broker *br)
 		CFX_FREE(br->sys[k].w);
 		br->sys[k] = (struct sysdone){ 0 };
 	}
+	cfx_writer_free(&br->jbuf);
+	cfx_writer_free(&br->jspare);
 	br->cbyid_cap = 0;
 	br->ccap = br->ccount = 0;
-	pthread_mutex_unlock(&br->pop_mu);
+	pop_unlock(br);
 	/* The last step of the broker's teardown that may still count (nothing
 	 * pops or sends any more): the traffic counters go with the POP state. */
 	stats__free(br);
@@ -792,7 +858,10 @@ void pop__close(struct cfx_broker *br)
  * Receipt handles
  * ------------------------------------------------------------------------ */
 
-#define HANDLE_VERSION 1
+/* Version 2 handles carry a SipHash-2-4 MAC (cheap: one is made for every
+ * delivery and checked for every ack); version 1 (HMAC-SHA256) ones, from
+ * before, are still accepted. */
+#define HANDLE_VERSION 2
 #define HANDLE_BODY 31 /* version 1, queue 4, offset 8, pop_id 4, pop_ms 8, invisible 4, attempt 2 */
 #define HANDLE_MAC 9
 
@@ -822,8 +891,14 @@ static void handle_mac(struct cfx_broker *br, struct cfx_view g, struct cfx_view
 	msg[n++] = 0;
 	memcpy(msg + n, body, HANDLE_BODY);
 	n += HANDLE_BODY;
-	HMAC(EVP_sha256(), br->secret, sizeof br->secret, msg, n, md, &mdlen);
-	memcpy(out, md, HANDLE_MAC);
+	if (body[0] == 1) {
+		HMAC(EVP_sha256(), br->secret, sizeof br->secret, msg, n, md, &mdlen);
+		memcpy(out, md, HANDLE_MAC);
+		return;
+	}
+	/* 72 bits: SipHash under each half of the secret. */
+	cfx_store_le64(out, cfx_siphash24(br->secret, msg, n));
+	out[8] = (uint8_t)cfx_siphash24(br->secret + 16, msg, n);
 }
 
 static const char b64url[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
@@ -862,8 +937,15 @@ static void handle_encode(struct cfx_broker *br, struct cfx_view g, struct cfx_v
 
 static int b64val(char c)
 {
-	const char *p = c ? strchr(b64url, c) : NULL;
-	return p ? (int)(p - b64url) : -1;
+	unsigned char u = (unsigned char)c;
+
+	if (u >= 'A' && u <= 'Z')
+		return u - 'A';
+	if (u >= 'a' && u <= 'z')
+		return u - 'a' + 26;
+	if (u >= '0' && u <= '9')
+		return u - '0' + 52;
+	return u == '-' ? 62 : u == '_' ? 63 : -1;
 }
 
 static int handle_decode(struct cfx_broker *br, struct cfx_view g, struct cfx_view t,
@@ -886,7 +968,7 @@ static int handle_decode(struct cfx_broker *br, struct cfx_view g, struct cfx_vi
 		for (size_t k = 0; k < n - 1 && o < sizeof raw; k++)
 			raw[o++] = (uint8_t)(v >> (16 - 8 * k));
 	}
-	if (o != sizeof raw || raw[0] != HANDLE_VERSION)
+	if (o != sizeof raw || (raw[0] != HANDLE_VERSION && raw[0] != 1))
 		return CFX_EINVAL;
 	handle_mac(br, g, t, raw, mac);
 	if (CRYPTO_memcmp(mac, raw + HANDLE_BODY, HANDLE_MAC) != 0)
@@ -1518,7 +1600,7 @@ int cfx_broker_pop(struct cfx_broker *br, const struct cfx_pop_req *req,
 		pop_new(br, &x, c);
 	}
 unlock:
-	pthread_mutex_unlock(&br->pop_mu);
+	pop_unlock(br);
 	/* Dead letters, outside the lock: the copy completes through a callback. */
 	for (uint32_t i = 0; i < x.nmoves; i++) {
 		struct move *m = cfx_malloc(sizeof *m);
@@ -1549,7 +1631,7 @@ int cfx_broker_subscribe(struct cfx_broker *br, struct cfx_view group, struct cf
 			continue;
 		cursor_get(br, group, topic, q, cfx_store_queue_next_offset(br->st, topic, q));
 	}
-	pthread_mutex_unlock(&br->pop_mu);
+	pop_unlock(br);
 	return 0;
 }
 
@@ -1579,31 +1661,56 @@ static int handle_slot(struct cfx_broker *br, struct cfx_view g, struct cfx_view
 	return 0;
 }
 
-int cfx_broker_ack(struct cfx_broker *br, struct cfx_view group, struct cfx_view topic,
-		   const char *handle)
+/* Acknowledges one handle; *wake is set when a FIFO group has messages waiting. @locks pop_mu */
+static int ack_locked(struct cfx_broker *br, struct cfx_view group, struct cfx_view topic,
+		      const char *handle, int *wake)
 {
 	struct handle h;
 	struct cursor *c;
 	struct slot *s;
-	int rc, wake = 0;
+	int rc;
+
+	rc = handle_slot(br, group, topic, handle, &h, &c, &s);
+	if (rc)
+		return rc;
+	struct rec r = { .type = REC_ACK, .cursor = c->id, .offset = h.offset, .pop_id = h.pop_id };
+	rc = journal(br, &r);
+	if (rc)
+		return rc;
+	s->state = SLOT_DONE;
+	c->inflight--;
+	*wake |= c->waiting > 0; /* FIFO: the next of its group may go */
+	advance_committed(c);
+	return 0;
+}
+
+int cfx_broker_ack(struct cfx_broker *br, struct cfx_view group, struct cfx_view topic,
+		   const char *handle)
+{
+	int rc, frc, wake = 0;
 
 	pthread_mutex_lock(&br->pop_mu);
-	rc = handle_slot(br, group, topic, handle, &h, &c, &s);
-	if (!rc) {
-		struct rec r = { .type = REC_ACK, .cursor = c->id, .offset = h.offset,
-				 .pop_id = h.pop_id };
-		rc = journal(br, &r);
-		if (!rc) {
-			s->state = SLOT_DONE;
-			c->inflight--;
-			wake = c->waiting > 0; /* FIFO: the next of its group may go */
-			advance_committed(c);
-		}
-	}
-	pthread_mutex_unlock(&br->pop_mu);
+	rc = ack_locked(br, group, topic, handle, &wake);
+	frc = pop_unlock(br);
 	if (wake)
 		broker__wake(br, group, topic);
-	return rc;
+	return rc ? rc : frc;
+}
+
+void cfx_broker_ack_many(struct cfx_broker *br, struct cfx_view group, struct cfx_view topic,
+			 const char *const *handles, uint32_t n, int *err)
+{
+	int wake = 0, frc;
+
+	pthread_mutex_lock(&br->pop_mu);
+	for (uint32_t i = 0; i < n; i++)
+		err[i] = ack_locked(br, group, topic, handles[i], &wake);
+	frc = pop_unlock(br);
+	for (uint32_t i = 0; i < n && frc; i++)
+		if (!err[i])
+			err[i] = frc;
+	if (wake)
+		broker__wake(br, group, topic);
 }
 
 int cfx_broker_change_invisible(struct cfx_broker *br, struct cfx_view group,
@@ -1636,7 +1743,7 @@ int cfx_broker_change_invisible(struct cfx_broker *br, struct cfx_view group,
 			wake = invisible_ms == 0;
 		}
 	}
-	pthread_mutex_unlock(&br->pop_mu);
+	pop_unlock(br);
 	if (wake)
 		broker__wake(br, group, topic); /* a negative ack: visible now */
 	return rc;
@@ -1662,7 +1769,7 @@ int cfx_broker_group_queue_state(struct cfx_broker *br, struct cfx_view group,
 		st->next = c->next;
 		st->inflight = c->inflight;
 	}
-	pthread_mutex_unlock(&br->pop_mu);
+	pop_unlock(br);
 	return c ? 0 : CFX_ENOENT;
 }
 
@@ -1686,7 +1793,7 @@ void cfx_broker_group_positions(struct cfx_broker *br, struct cfx_view group,
 					       c->queue, &start, &st.end);
 			fn(arg, c->group, c->topic, c->queue, &st);
 		}
-	pthread_mutex_unlock(&br->pop_mu);
+	pop_unlock(br);
 }
 
 int cfx_broker_group_reset(struct cfx_broker *br, struct cfx_view group, struct cfx_view topic,
@@ -1711,7 +1818,7 @@ int cfx_broker_group_reset(struct cfx_broker *br, struct cfx_view group, struct 
 		journal(br, &r);
 		apply(br, &r);
 	}
-	pthread_mutex_unlock(&br->pop_mu);
+	pop_unlock(br);
 	broker__wake(br, group, topic);
 	return 0;
 }
@@ -1809,13 +1916,13 @@ void pop__tick(struct cfx_broker *br, int64_t now_ms)
 	pthread_mutex_lock(&br->pop_mu);
 	int jfd = br->jdirty ? br->jfd : -1;
 	br->jdirty = 0;
-	pthread_mutex_unlock(&br->pop_mu);
+	pop_unlock(br);
 	if (jfd >= 0 && br->fops->fdatasync(jfd) != 0) {
 		cfx_log_ratelimited(CFX_LOG_ERROR, "broker: fdatasync of the POP journal failed: %s",
 				    strerror(errno));
 		pthread_mutex_lock(&br->pop_mu);
 		br->jdirty = 1;
-		pthread_mutex_unlock(&br->pop_mu);
+		pop_unlock(br);
 	}
 	pthread_mutex_lock(&br->pop_mu);
 	if (br->jbytes > br->o.pop_journal_bytes_max)
@@ -1833,7 +1940,7 @@ void pop__tick(struct cfx_broker *br, int64_t now_ms)
 			due[ndue].topic = cfx_strdup(c->topic);
 			ndue++;
 		}
-	pthread_mutex_unlock(&br->pop_mu);
+	pop_unlock(br);
 	for (uint32_t i = 0; i < ndue; i++) {
 		broker__wake(br, CFX_VIEW_STR(due[i].group), CFX_VIEW_STR(due[i].topic));
 		cfx_free(due[i].group);
@@ -1955,7 +2062,7 @@ static void dlq_moved(void *arg, const struct cfx_send_result *res, uint32_t n)
 			}
 		}
 	}
-	pthread_mutex_unlock(&br->pop_mu);
+	pop_unlock(br);
 	if (wg) /* FIFO: the next message of its group may go */
 		broker__wake(br, CFX_VIEW_STR(wg), CFX_VIEW_STR(wt));
 	cfx_free(wg);
@@ -1992,7 +2099,7 @@ int cfx_broker_forward_dlq(struct cfx_broker *br, struct cfx_view group, struct 
 
 	pthread_mutex_lock(&br->pop_mu);
 	rc = handle_slot(br, group, topic, handle, &h, &c, &s);
-	pthread_mutex_unlock(&br->pop_mu);
+	pop_unlock(br);
 	if (rc)
 		return rc;
 	da = cfx_calloc(1, sizeof *da);

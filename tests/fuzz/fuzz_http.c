@@ -394,6 +394,12 @@ static void pump(struct cfx_conn *c)
 {
 	for (int i = 0; i < QUIET_ROUNDS_MAX && cfx_loop_run_pending(loop); i++)
 		;
+	/* A dead-letter re-drive answers once the broker is done, from its thread. */
+	while (admin && admin_service_deferred(admin)) {
+		usleep(100);
+		for (int i = 0; i < QUIET_ROUNDS_MAX && cfx_loop_run_pending(loop); i++)
+			;
+	}
 	cfx_conn_take_output(c, &out);
 }
 

@@ -182,11 +182,13 @@ int cli_dispatch(const char *cmd, int argc, char **argv, const struct cli_sub *s
 
 /* Subcommands */
 int cli_bench_store(int argc, char **argv);
+int cli_bench_timers(int argc, char **argv);
 int cli_bench_rmq(int argc, char **argv);
 int cli_topic(int argc, char **argv);
 int cli_group(int argc, char **argv);
 int cli_produce(int argc, char **argv);
 int cli_consume(int argc, char **argv);
 int cli_message(int argc, char **argv);
+int cli_dlq(int argc, char **argv);
 
 #endif

@@ -25,8 +25,10 @@ static void usage(FILE *out)
 		"  produce TOPIC [MESSAGE...]           send messages (arguments or stdin lines)\n"
 		"  consume TOPIC --group G              receive, print and acknowledge messages\n"
 		"  message get                          look messages up by id, key or offset\n"
+		"  dlq list|redrive GROUP               a group's dead letters; send them back\n"
 		"  bench produce|consume|e2e            benchmark a running confluxd over gRPC\n"
 		"  bench store                          benchmark the storage engine in-process\n"
+		"  bench timers                         benchmark delayed messages in-process\n"
 		"\n"
 		"Options every server command takes:\n"
 		"  --server HOST:PORT   admin HTTP API (default $CONFLUX_SERVER or "
@@ -71,9 +73,13 @@ int main(int argc, char **argv)
 		return cli_consume(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "message"))
 		return cli_message(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "dlq"))
+		return cli_dlq(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "bench")) {
 		if (argc >= 3 && !strcmp(argv[2], "store"))
 			return cli_bench_store(argc - 2, argv + 2);
+		if (argc >= 3 && !strcmp(argv[2], "timers"))
+			return cli_bench_timers(argc - 2, argv + 2);
 		return cli_bench_rmq(argc - 1, argv + 1);
 	}
 	fprintf(stderr, "conflux: unknown command \"%s\"\n\n", argv[1]);

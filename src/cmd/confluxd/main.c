@@ -377,6 +377,8 @@ int main(int argc, char **argv)
 	}
 	cfx_log_info("%s received; finishing requests, flushing and shutting down", strsignal(sig));
 	cfx_broker_set_txn_checker(br, NULL, NULL); /* its commands go to the loops */
+	/* Dead-letter re-drives answer through the loops: before they stop. */
+	admin_service_stop(admin);
 	cfx_server_stop(srv, 5000);
 	cfx_server_free(srv);
 	cfx_tls_ctx_free(grpc_tls);

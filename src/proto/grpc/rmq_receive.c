@@ -505,9 +505,14 @@ void rmq_ack_message(struct grpc_call *call, const uint8_t *msg, size_t len)
 	ents = cfx_calloc(req->n_entries + 1, sizeof *ents);
 	entp = cfx_calloc(req->n_entries + 1, sizeof *entp);
 	est = cfx_calloc(req->n_entries + 1, sizeof *est);
+	const char **handles = cfx_calloc(req->n_entries + 1, sizeof *handles);
+	int *errs = cfx_calloc(req->n_entries + 1, sizeof *errs);
+	for (size_t i = 0; i < req->n_entries; i++)
+		handles[i] = req->entries[i]->receipt_handle;
+	cfx_broker_ack_many(svc->br, rmq_resource(req->group), rmq_resource(req->topic), handles,
+			    (uint32_t)req->n_entries, errs);
 	for (size_t i = 0; i < req->n_entries; i++) {
-		int rc = cfx_broker_ack(svc->br, rmq_resource(req->group), rmq_resource(req->topic),
-					req->entries[i]->receipt_handle);
+		int rc = errs[i];
 		int code = rc ? RMQ_CODE(INVALID_RECEIPT_HANDLE) : RMQ_CODE(OK);
 		ents[i] = (PB(AckMessageResultEntry))APACHE__ROCKETMQ__V2__ACK_MESSAGE_RESULT_ENTRY__INIT;
 		est[i] = (PB(Status))APACHE__ROCKETMQ__V2__STATUS__INIT;
@@ -529,6 +534,8 @@ void rmq_ack_message(struct grpc_call *call, const uint8_t *msg, size_t len)
 	resp.n_entries = req->n_entries;
 	resp.entries = entp;
 	rmq_reply(call, &resp.base);
+	cfx_free(handles);
+	cfx_free(errs);
 out:
 	cfx_free(ents);
 	cfx_free(entp);

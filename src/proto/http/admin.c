@@ -11,6 +11,11 @@
  * it calls the broker and maps the broker's error with status_of_cfx, the
  * one place where cfx_err becomes an HTTP status.
  *
+ * Most routes answer at once. POST /v1/groups/{g}/dlq/redrive waits for
+ * sync appends: it defers its answer (http_response_defer), the broker's
+ * completion posts it back to the connection's loop, and svc->deferred
+ * counts such answers so that shutdown can wait for them.
+ *
  * Every route but /metrics is an admin route (ROUTE_ADMIN in the table):
  * when authentication lands, admin_handle checks it for those routes,
  * between finding the route and calling it. /metrics stays open.
@@ -37,6 +42,9 @@
 #define RETRY_ATTEMPTS_MAX 1000
 #define RETRY_DELAY_MS_MAX (24LL * 3600 * 1000)
 #define RETRY_MULTIPLIER_MAX 100.0
+#define DLQ_LIST_DEFAULT 100		  /* dead letters listed without "max" */
+#define DLQ_LIST_MAX 1000
+#define DLQ_REDRIVE_MAX 100000		  /* dead letters one re-drive looks at (the default) */
 
 /* ------------------------------------------------------------------------
  * Requests: context, errors, parameters, bodies
@@ -1170,6 +1178,292 @@ out:
 }
 
 /* ------------------------------------------------------------------------
+ * Dead letters: GET /v1/groups/{g}/dlq, POST /v1/groups/{g}/dlq/redrive
+ * ------------------------------------------------------------------------ */
+
+/* The DLQ position of the group in the path; 0, or -1 with the error answer set. */
+static int path_dlq(struct ctx *x, struct cfx_dlq_position *pos)
+{
+	int rc = cfx_broker_dlq_position(x->br, CFX_VIEW_STR(x->param), pos);
+
+	if (rc == CFX_ENOENT)
+		http_response_error(x->resp, 404, "group \"%.128s\" has no dead-letter queue (no "
+				    "topic %s%.128s)", x->param, CFX_DLQ_PREFIX, x->param);
+	else if (rc == CFX_EINVAL)
+		http_response_error(x->resp, 400, "invalid group name for a dead-letter queue: 1 to "
+				    "111 characters of a-z A-Z 0-9 _ - %% |");
+	else if (rc)
+		reply_cfx(x, rc, "dead-letter queue");
+	return rc ? -1 : 0;
+}
+
+/* A user property's value, or NULL (p NULL) if the message has none of that name. */
+static struct cfx_view prop_value(const struct cfx_msg_view *m, const char *name)
+{
+	struct cfx_prop pr;
+	size_t cur = 0;
+
+	while (cfx_msg_view_next_prop(m, &cur, &pr) == 1)
+		if (cfx_view_eq_str(pr.name, name))
+			return pr.value.p ? pr.value : (struct cfx_view){ (const uint8_t *)"", 0 };
+	return (struct cfx_view){ 0 };
+}
+
+/* DLQ_ATTEMPTS as a number, or null when absent or not a decimal count. */
+static json_t *attempts_json(const struct cfx_msg_view *m)
+{
+	struct cfx_view v = prop_value(m, "DLQ_ATTEMPTS");
+	uint64_t n = 0;
+
+	if (!v.p || v.len == 0 || v.len > 9)
+		return json_null();
+	for (size_t i = 0; i < v.len; i++) {
+		if (v.p[i] < '0' || v.p[i] > '9')
+			return json_null();
+		n = n * 10 + (uint64_t)(v.p[i] - '0');
+	}
+	return json_integer((json_int_t)n);
+}
+
+static json_t *dlq_message_json(const struct cfx_msg_view *m)
+{
+	json_t *o = json_object(), *keys = json_array(), *props = json_object(), *body;
+	struct cfx_view origin = prop_value(m, "DLQ_ORIGIN_TOPIC");
+	struct cfx_view origin_id = prop_value(m, "DLQ_ORIGIN_MESSAGE_ID");
+	struct cfx_prop pr;
+	size_t cur = 0;
+
+	json_object_set_new(o, "offset", json_integer((json_int_t)m->offset));
+	json_object_set_new(o, "message_id", text_json(m->msg_id));
+	json_object_set_new(o, "origin_topic", origin.p ? text_json(origin) : json_null());
+	json_object_set_new(o, "origin_message_id",
+			    origin_id.p ? text_json(origin_id) : json_null());
+	json_object_set_new(o, "attempts", attempts_json(m));
+	json_object_set_new(o, "tag", m->tag.len ? text_json(m->tag) : json_null());
+	for (size_t i = 0; !m->key_null && i < m->key.len;) {
+		size_t j = i;
+		while (j < m->key.len && m->key.p[j] != ' ')
+			j++;
+		if (j > i)
+			json_array_append_new(keys, text_json((struct cfx_view){ m->key.p + i, j - i }));
+		i = j + 1;
+	}
+	json_object_set_new(o, "keys", keys);
+	json_object_set_new(o, "born_ms", json_integer(m->born_ms));
+	json_object_set_new(o, "store_ms", json_integer(m->store_ms));
+	json_object_set_new(o, "body_size", json_integer((json_int_t)m->body.len));
+	/* Text when it is UTF-8, else base64: one of the two, never both. */
+	if (m->body_null) {
+		json_object_set_new(o, "body", json_null());
+	} else {
+		body = json_stringn((const char *)m->body.p, m->body.len);
+		json_object_set_new(o, body ? "body" : "body_base64", body ? body : base64_json(m->body));
+	}
+	while (cfx_msg_view_next_prop(m, &cur, &pr) == 1) {
+		json_t *k = text_json(pr.name);
+		json_object_set_new(props, json_string_value(k), text_json(pr.value));
+		json_decref(k);
+	}
+	json_object_set_new(o, "properties", props);
+	return o;
+}
+
+static void list_dlq(struct ctx *x)
+{
+	static const char *const params[] = { "max", NULL };
+	struct cfx_store *st = cfx_broker_store(x->br);
+	char dlq[CFX_DLQ_NAME_MAX], rg[CFX_DLQ_NAME_MAX];
+	struct cfx_dlq_position pos;
+	struct cfx_read_result res;
+	int64_t max = DLQ_LIST_DEFAULT;
+	size_t bytes = 0;
+	json_t *arr;
+	uint64_t off;
+
+	if (query_only(x, params) || query_int(x, "max", 1, DLQ_LIST_MAX, &max) < 0 ||
+	    path_dlq(x, &pos))
+		return;
+	int named = cfx_broker_dlq_names(CFX_VIEW_STR(x->param), dlq, rg);
+	CFX_ASSERT(named == 0); /* path_dlq checked the name */
+	arr = json_array();
+	cfx_read_result_init(&res);
+	/* From the redrive position (messages below it were re-driven) to the end. */
+	off = CFX_MAX(pos.position, pos.start);
+	while (off < pos.end && json_array_size(arr) < (size_t)max && bytes < MESSAGES_BYTES_MAX) {
+		int rc = cfx_store_read(st, CFX_VIEW_STR(dlq), 0, off,
+					(uint32_t)max - (uint32_t)json_array_size(arr),
+					MESSAGES_BYTES_MAX - bytes, &res);
+		if (rc == CFX_EOFFSET && res.start_offset > off) {
+			off = res.start_offset; /* retention went past it meanwhile */
+			continue;
+		}
+		if ((rc == CFX_ECORRUPT || rc == CFX_EUNSUPPORTED) && res.next_offset > off) {
+			off = res.next_offset; /* a batch that cannot be shown; the log says where */
+			continue;
+		}
+		if (rc || res.count == 0)
+			break;
+		for (uint32_t i = 0; i < res.count && json_array_size(arr) < (size_t)max; i++) {
+			const struct cfx_msg_view *m = &res.msgs[i];
+			if (json_array_size(arr) && bytes + m->body.len > MESSAGES_BYTES_MAX) {
+				bytes = MESSAGES_BYTES_MAX;
+				break;
+			}
+			bytes += m->body.len;
+			json_array_append_new(arr, dlq_message_json(m));
+			off = m->offset + 1;
+		}
+	}
+	cfx_read_result_free(&res);
+	http_response_json(x->resp, 200,
+			   json_pack("{s:s, s:s, s:I, s:I, s:o}", "group", x->param, "topic", dlq,
+				     "position", (json_int_t)pos.position, "end",
+				     (json_int_t)pos.end, "messages", arr));
+}
+
+/* A re-drive whose answer waits for the broker. */
+struct redrive_call {
+	struct admin_service *svc;
+	struct http_later *later;
+	struct cfx_loop *loop;
+	char group[CFX_DLQ_NAME_MAX];
+	int started;		/* cfx_broker_dlq_redrive took it */
+	uint32_t redriven;
+	int err;
+};
+
+/* Errors that say the broker cannot work now, rather than that a message is unfit. */
+static int is_server_error(int err)
+{
+	return err == CFX_ENOSPC || err == CFX_EFSYNC || err == CFX_EIO || err == CFX_ESYS ||
+	       err == CFX_ECLOSED || err == CFX_ENOMEM;
+}
+
+/* Builds and sends the answer. @thread the request's loop */
+static void redrive_answer(void *arg)
+{
+	struct redrive_call *rc = arg;
+	struct admin_service *svc = rc->svc;
+	struct http_response resp;
+	struct ctx x = { .svc = svc, .br = svc->o.br, .resp = &resp };
+
+	http_response_init(&resp);
+	if (!rc->started) {
+		if (rc->err == CFX_ENOENT)
+			http_response_error(&resp, 404, "group \"%s\" has no dead-letter queue",
+					    rc->group);
+		else
+			reply_cfx(&x, rc->err, "dead-letter queue");
+	} else if (rc->err && is_server_error(rc->err)) {
+		/* Stopped by the broker: say how far it got. */
+		int status = rc->err == CFX_ENOSPC || rc->err == CFX_EFSYNC ? 503 : 500;
+		char token[64];
+		http_response_json(&resp, status,
+				   json_pack("{s:s, s:s, s:I}", "error",
+					     http_status_token(status, token, sizeof token),
+					     "reason", cfx_strerror(rc->err), "redriven",
+					     (json_int_t)rc->redriven));
+	} else if (rc->err) {
+		/* Done, but some messages stay in the DLQ: the log names each. */
+		char why[256];
+		if (rc->err == CFX_ENOENT)
+			snprintf(why, sizeof why, "the origin topic of a message does not exist; "
+				 "such messages stay in the dead-letter queue (the server log names "
+				 "them)");
+		else if (rc->err == CFX_ETIMEDOUT)
+			snprintf(why, sizeof why, "a message was stored in its origin topic too late "
+				 "to be taken out of the dead-letter queue: it will be re-driven again");
+		else if (rc->err == CFX_EINVAL)
+			snprintf(why, sizeof why, "a message has no DLQ_ORIGIN_TOPIC property, or "
+				 "its origin topic does not take it; such messages stay in the "
+				 "dead-letter queue (the server log names them)");
+		else
+			snprintf(why, sizeof why, "a message could not be re-driven (%s); such "
+				 "messages stay in the dead-letter queue (the server log names them)",
+				 cfx_strerror(rc->err));
+		http_response_json(&resp, 200, json_pack("{s:I, s:s}", "redriven",
+							 (json_int_t)rc->redriven, "error", why));
+	} else {
+		http_response_json(&resp, 200,
+				   json_pack("{s:I}", "redriven", (json_int_t)rc->redriven));
+	}
+	http_later_answer(rc->later, &resp);
+	http_response_free(&resp);
+	cfx_free(rc);
+	pthread_mutex_lock(&svc->mu);
+	svc->deferred--;
+	pthread_cond_broadcast(&svc->cv);
+	pthread_mutex_unlock(&svc->mu);
+}
+
+/* The broker finished. @thread any */
+static void redrive_done(void *arg, uint32_t redriven, int err)
+{
+	struct redrive_call *rc = arg;
+
+	rc->redriven = redriven;
+	rc->err = err;
+	cfx_loop_post(rc->loop, redrive_answer, rc);
+}
+
+static void redrive_dlq(struct ctx *x)
+{
+	static const char *const fields[] = { "max", NULL };
+	static const char *const params[] = { NULL };
+	struct admin_service *svc = x->svc;
+	struct cfx_dlq_position pos;
+	struct redrive_call *rc;
+	struct http_later *later;
+	int64_t max = DLQ_REDRIVE_MAX;
+	int stopping, err;
+
+	if (query_only(x, params))
+		return;
+	/* The body is optional: none, or {"max": N}. */
+	if (x->req->body.len) {
+		json_t *o = body_object(x, fields);
+		int r = o ? member_int(x, o, "max", 1, DLQ_REDRIVE_MAX, &max) : -1;
+		json_decref(o);
+		if (r < 0)
+			return;
+	}
+	if (path_dlq(x, &pos))
+		return;
+	pthread_mutex_lock(&svc->mu);
+	stopping = svc->stopping;
+	if (!stopping)
+		svc->deferred++;
+	pthread_mutex_unlock(&svc->mu);
+	if (stopping) {
+		http_response_error(x->resp, 503, "the server is shutting down");
+		return;
+	}
+	later = http_response_defer(x->resp);
+	if (!later) {
+		http_response_error(x->resp, 500, "this request cannot wait for its answer here");
+		pthread_mutex_lock(&svc->mu);
+		svc->deferred--;
+		pthread_cond_broadcast(&svc->cv);
+		pthread_mutex_unlock(&svc->mu);
+		return;
+	}
+	rc = cfx_calloc(1, sizeof *rc);
+	rc->svc = svc;
+	rc->later = later;
+	rc->loop = http_later_loop(later);
+	snprintf(rc->group, sizeof rc->group, "%s", x->param);
+	rc->started = 1;
+	/* Sync: a message leaves the DLQ only once its copy is on disk. */
+	err = cfx_broker_dlq_redrive(x->br, CFX_VIEW_STR(x->param), (uint32_t)max,
+				     CFX_DURABILITY_SYNC, redrive_done, rc);
+	if (err) {
+		rc->started = 0;
+		rc->err = err;
+		cfx_loop_post(rc->loop, redrive_answer, rc);
+	}
+}
+
+/* ------------------------------------------------------------------------
  * GET /metrics
  * ------------------------------------------------------------------------ */
 
@@ -1210,6 +1504,8 @@ static const struct route routes[] = {
 	{ "/v1/groups/*", "GET, HEAD, PATCH, DELETE", ROUTE_ADMIN,
 	  { { HTTP_GET, get_group }, { HTTP_PATCH, update_group }, { HTTP_DELETE, delete_group } } },
 	{ "/v1/groups/*/reset", "POST", ROUTE_ADMIN, { { HTTP_POST, reset_group } } },
+	{ "/v1/groups/*/dlq", "GET, HEAD", ROUTE_ADMIN, { { HTTP_GET, list_dlq } } },
+	{ "/v1/groups/*/dlq/redrive", "POST", ROUTE_ADMIN, { { HTTP_POST, redrive_dlq } } },
 	{ "/v1/messages", "GET, HEAD", ROUTE_ADMIN, { { HTTP_GET, get_messages } } },
 	{ "/metrics", "GET, HEAD", ROUTE_OPEN, { { HTTP_GET, get_metrics } } },
 };
@@ -1322,11 +1618,42 @@ struct admin_service *admin_service_new(const struct admin_opts *o)
 	svc->http.arg = svc;
 	svc->start_wall_ms = cfx_clock_wall_ms();
 	svc->start_mono_ms = cfx_clock_mono_ms();
+	pthread_mutex_init(&svc->mu, NULL);
+	pthread_cond_init(&svc->cv, NULL);
 	return svc;
+}
+
+void admin_service_stop(struct admin_service *svc)
+{
+	if (!svc)
+		return;
+	pthread_mutex_lock(&svc->mu);
+	svc->stopping = 1;
+	if (svc->deferred)
+		cfx_log_info("http: waiting for %u dead-letter re-drive(s) to finish",
+			     svc->deferred);
+	while (svc->deferred)
+		pthread_cond_wait(&svc->cv, &svc->mu);
+	pthread_mutex_unlock(&svc->mu);
+}
+
+uint32_t admin_service_deferred(struct admin_service *svc)
+{
+	uint32_t n;
+
+	pthread_mutex_lock(&svc->mu);
+	n = svc->deferred;
+	pthread_mutex_unlock(&svc->mu);
+	return n;
 }
 
 void admin_service_free(struct admin_service *svc)
 {
+	if (!svc)
+		return;
+	CFX_ASSERT(admin_service_deferred(svc) == 0);
+	pthread_mutex_destroy(&svc->mu);
+	pthread_cond_destroy(&svc->cv);
 	cfx_free(svc);
 }
 

@@ -7,10 +7,14 @@
  *
  * The service calls the broker core directly from the network loops;
  * every route is short, bounded work (metadata changes write a small file
- * under meta/, reads and lookups are bounded in count and bytes).
+ * under meta/, reads and lookups are bounded in count and bytes), except
+ * the dead-letter re-drive, which waits for sync appends: it defers its
+ * answer (http.h) until the broker's completion posts it back to the loop.
  */
 #ifndef CFX_PROTO_HTTP_ADMIN_H
 #define CFX_PROTO_HTTP_ADMIN_H
+
+#include <pthread.h>
 
 #include "broker/broker.h"
 #include "net/conn.h"
@@ -41,11 +45,30 @@ struct admin_service {
 	int64_t start_mono_ms;
 	struct admin_listener listeners[ADMIN_LISTENERS_MAX];
 	uint32_t nlisteners;
+
+	/* Answers deferred until broker work completes (dead-letter re-drives). */
+	pthread_mutex_t mu;
+	pthread_cond_t cv;	   /* signalled when `deferred` drops */
+	uint32_t deferred;	   /* re-drives running, or their answers not sent yet */
+	int stopping;		   /* admin_service_stop ran: no new ones */
 };
 
 /* Creates the service (copies what `o` points to, but not the broker and server). */
 struct admin_service *admin_service_new(const struct admin_opts *o);
-/* Frees the service; the listener using it must be gone. NULL is ignored. */
+/*
+ * Refuses new re-drives (503) and waits until those running have answered:
+ * their answers are posted to the network loops, so call it while the
+ * loops still run, before the server stops. NULL is ignored.
+ * @thread main (not a network loop)
+ */
+void admin_service_stop(struct admin_service *svc);
+/* Answers deferred and not sent yet (re-drives running). @thread any */
+uint32_t admin_service_deferred(struct admin_service *svc);
+/*
+ * Frees the service; the listener using it must be gone, and no answer
+ * deferred (admin_service_stop, or admin_service_deferred() == 0). NULL is
+ * ignored.
+ */
 void admin_service_free(struct admin_service *svc);
 
 /*

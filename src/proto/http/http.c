@@ -396,7 +396,19 @@ struct h1conn {
 	struct http_codec codec;
 	struct cfx_writer out;	 /* a response being encoded */
 	int close_after_flush;	 /* the last response is queued: close once it is sent */
-	int shutting_down;	 /* answer the request in progress, then close */
+	int shutting_down;	 /* answer the requests received, then close */
+	struct http_later *later; /* the deferred answer awaited, or NULL */
+	struct cfx_writer held;	 /* input that arrived meanwhile (empty when later is NULL) */
+};
+
+/* A deferred answer: what sending it needs once the request is gone. */
+struct http_later {
+	struct cfx_conn_handle *h; /* finds the connection, if it still exists */
+	struct cfx_loop *loop;
+	int keep_alive;		   /* the client's wish when it asked */
+	int head_only;		   /* a HEAD request */
+	const char *method_name;   /* static */
+	char target[128];	   /* for the log, cut short */
 };
 
 /* Closes once everything queued went out (or now, if nothing is queued). */
@@ -420,14 +432,26 @@ static void send_response(struct h1conn *hc, const struct http_response *resp, i
 	}
 }
 
-static void serve(struct h1conn *hc)
+/*
+ * Answers the request just framed. `more`: bytes of the connection's input
+ * follow it. When the server shuts down, the requests already received are
+ * still answered; the last of them says Connection: close.
+ */
+static void serve(struct h1conn *hc, int more)
 {
 	const struct http_request *req = &hc->codec.req;
 	struct http_response resp;
-	int keep_alive = req->keep_alive && !hc->shutting_down;
+	int keep_alive = req->keep_alive && !(hc->shutting_down && !more);
 
 	http_response_init(&resp);
+	resp.h1 = hc;
 	hc->svc->handle(hc->svc->arg, req, &resp);
+	if (resp.deferred) {
+		cfx_log_debug(CFX_LOGC_PROTO, "http: %s: %s %.*s -> answered later", hc->conn->peer,
+			      req->method_name, (int)CFX_MIN(req->target.len, 200), req->target.p);
+		http_response_free(&resp);
+		return;
+	}
 	if (resp.status == 0)
 		http_response_error(&resp, 500, "the request was not answered");
 	cfx_log_debug(CFX_LOGC_PROTO, "http: %s: %s %.*s -> %d (%zu bytes)", hc->conn->peer,
@@ -452,24 +476,55 @@ static void reject(struct h1conn *hc)
 	hc->close_after_flush = 1;
 }
 
-static int h1_open(struct cfx_conn *c)
-{
-	struct h1conn *hc = cfx_calloc(1, sizeof *hc);
+/* ------------------------------------------------------------------------
+ * Deferred answers
+ * ------------------------------------------------------------------------ */
 
-	hc->conn = c;
-	hc->svc = cfx_listener_proto_arg(c->listener);
-	http_codec_init(&hc->codec);
-	cfx_writer_init(&hc->out, 4096);
-	c->proto_data = hc;
-	return 0;
+struct http_later *http_response_defer(struct http_response *resp)
+{
+	struct h1conn *hc = resp->h1;
+	const struct http_request *req;
+	struct http_later *later;
+
+	if (!hc)
+		return NULL;
+	CFX_ASSERT(!hc->later && !resp->deferred);
+	req = &hc->codec.req;
+	later = cfx_calloc(1, sizeof *later);
+	later->h = cfx_conn_handle_get(hc->conn);
+	later->loop = hc->conn->loop;
+	later->keep_alive = req->keep_alive;
+	later->head_only = req->method == HTTP_HEAD;
+	later->method_name = req->method_name;
+	snprintf(later->target, sizeof later->target, "%.*s",
+		 (int)CFX_MIN(req->target.len, sizeof later->target - 1), req->target.p);
+	hc->later = later;
+	resp->deferred = 1;
+	return later;
 }
 
-static int h1_read(struct cfx_conn *c, const uint8_t *p, size_t n)
+struct cfx_loop *http_later_loop(const struct http_later *later)
 {
-	struct h1conn *hc = c->proto_data;
+	return later->loop;
+}
+
+/* Is the connection waiting for something before it may close? */
+static int is_waiting(const struct h1conn *hc)
+{
+	return hc->later || http_codec_is_busy(&hc->codec);
+}
+
+/*
+ * Frames and answers requests from `n` bytes until they run out, the
+ * connection is to close (the rest is dropped), or an answer is deferred.
+ * Returns the bytes used.
+ */
+static size_t consume(struct h1conn *hc, const uint8_t *p, size_t n)
+{
+	size_t total = n;
 
 	/* Once the last response is decided, whatever else comes is dropped. */
-	while (n && !hc->close_after_flush) {
+	while (n && !hc->close_after_flush && !hc->later) {
 		size_t used;
 		enum http_event ev = http_codec_feed(&hc->codec, p, n, &used);
 
@@ -479,10 +534,10 @@ static int h1_read(struct cfx_conn *c, const uint8_t *p, size_t n)
 		case HTTP_EV_MORE:
 			break;
 		case HTTP_EV_CONTINUE:
-			cfx_conn_write(c, "HTTP/1.1 100 Continue\r\n\r\n", 25);
+			cfx_conn_write(hc->conn, "HTTP/1.1 100 Continue\r\n\r\n", 25);
 			break;
 		case HTTP_EV_REQUEST:
-			serve(hc);
+			serve(hc, n > 0);
 			http_codec_next(&hc->codec);
 			break;
 		case HTTP_EV_ERROR:
@@ -490,7 +545,90 @@ static int h1_read(struct cfx_conn *c, const uint8_t *p, size_t n)
 			break;
 		}
 	}
-	if (hc->shutting_down && !hc->close_after_flush && !http_codec_is_busy(&hc->codec))
+	return hc->close_after_flush ? total : total - n;
+}
+
+/* Keeps input that arrived while an answer is deferred. Returns -1 if over the limit. */
+static int hold(struct h1conn *hc, const uint8_t *p, size_t n)
+{
+	if (!n)
+		return 0;
+	if (hc->held.len + n > HTTP_HELD_BYTES_MAX) {
+		cfx_log_ratelimited(CFX_LOG_INFO, "http: %s: over %u bytes of pipelined requests "
+				    "while an answer is pending; closing", hc->conn->peer,
+				    (unsigned)HTTP_HELD_BYTES_MAX);
+		cfx_conn_close(hc->conn, "too much pipelined input");
+		return -1;
+	}
+	cfx_write_bytes(&hc->held, p, n);
+	return 0;
+}
+
+void http_later_answer(struct http_later *later, const struct http_response *resp)
+{
+	struct cfx_conn *c = later->h->conn;
+	struct h1conn *hc = c && !c->closing ? c->proto_data : NULL;
+
+	if (hc && hc->later == later) {
+		int keep_alive = later->keep_alive && !(hc->shutting_down && !hc->held.len);
+		const struct http_response *r = resp;
+		struct http_response fallback;
+
+		if (resp->status == 0) {
+			http_response_init(&fallback);
+			http_response_error(&fallback, 500, "the request was not answered");
+			r = &fallback;
+		}
+		cfx_log_debug(CFX_LOGC_PROTO, "http: %s: %s %s -> %d (%zu bytes, answered later)",
+			      c->peer, later->method_name, later->target, r->status, r->body.len);
+		hc->later = NULL;
+		send_response(hc, r, keep_alive, later->head_only);
+		if (r == &fallback)
+			http_response_free(&fallback);
+		if (!keep_alive) {
+			hc->close_after_flush = 1; /* on_drain closes once it is sent */
+			cfx_writer_reset(&hc->held);
+		} else if (hc->held.len) {
+			/* The requests that waited, in order. */
+			struct cfx_writer in = hc->held;
+			size_t used;
+			cfx_writer_init(&hc->held, 0);
+			used = consume(hc, in.p, in.len);
+			hold(hc, in.p + used, in.len - used);
+			cfx_writer_free(&in);
+		}
+		if (hc->shutting_down && !hc->close_after_flush && !is_waiting(hc))
+			close_when_sent(hc, "server shutting down");
+	}
+	cfx_conn_handle_put(later->h);
+	cfx_free(later);
+}
+
+/* ------------------------------------------------------------------------
+ * Connection callbacks
+ * ------------------------------------------------------------------------ */
+
+static int h1_open(struct cfx_conn *c)
+{
+	struct h1conn *hc = cfx_calloc(1, sizeof *hc);
+
+	hc->conn = c;
+	hc->svc = cfx_listener_proto_arg(c->listener);
+	http_codec_init(&hc->codec);
+	cfx_writer_init(&hc->out, 4096);
+	cfx_writer_init(&hc->held, 0);
+	c->proto_data = hc;
+	return 0;
+}
+
+static int h1_read(struct cfx_conn *c, const uint8_t *p, size_t n)
+{
+	struct h1conn *hc = c->proto_data;
+	size_t used = hc->later ? 0 : consume(hc, p, n);
+
+	if (hold(hc, p + used, n - used))
+		return 0;
+	if (hc->shutting_down && !hc->close_after_flush && !is_waiting(hc))
 		close_when_sent(hc, "server shutting down");
 	return 0;
 }
@@ -509,9 +647,17 @@ static void h1_shutdown(struct cfx_conn *c)
 
 	hc->shutting_down = 1;
 	/* Between requests: close (after what is queued). Else the request in
-	 * progress is answered with Connection: close. */
-	if (!http_codec_is_busy(&hc->codec))
+	 * progress, or the deferred answer, goes out with Connection: close. */
+	if (!is_waiting(hc))
 		close_when_sent(hc, "server shutting down");
+}
+
+/* A deferred answer keeps an idle connection open; a slow request does not. */
+static int h1_is_busy(struct cfx_conn *c)
+{
+	struct h1conn *hc = c->proto_data;
+
+	return hc && hc->later;
 }
 
 static void h1_close(struct cfx_conn *c)
@@ -520,8 +666,10 @@ static void h1_close(struct cfx_conn *c)
 
 	if (!hc)
 		return;
+	/* A deferred answer still on its way finds the connection gone (its handle). */
 	http_codec_free(&hc->codec);
 	cfx_writer_free(&hc->out);
+	cfx_writer_free(&hc->held);
 	c->proto_data = NULL;
 	cfx_free(hc);
 }
@@ -533,4 +681,5 @@ const struct cfx_conn_proto http_conn_proto = {
 	.on_drain = h1_drain,
 	.on_shutdown = h1_shutdown,
 	.on_close = h1_close,
+	.is_busy = h1_is_busy,
 };

@@ -100,11 +100,16 @@ static inline int http_codec_is_busy(const struct http_codec *hc)
  * Responses
  * ------------------------------------------------------------------------ */
 
+struct h1conn;
+
 struct http_response {
 	int status;		  /* 200, 404, ... */
 	const char *content_type; /* static; NULL = no body */
 	const char *allow;	  /* 405: methods for the Allow header, static */
 	struct cfx_writer body;
+	/* private to http.c */
+	struct h1conn *h1;	  /* the connection answering it; NULL outside one */
+	int deferred;		  /* http_response_defer was called */
 };
 
 /* Prepares an empty response: status 0, no body. */
@@ -135,6 +140,42 @@ void http_response_encode(const struct http_response *resp, int keep_alive, int 
 			  struct cfx_writer *out);
 
 /* ------------------------------------------------------------------------
+ * Answering later
+ *
+ * A handler whose answer waits for work completing on another thread (an
+ * append the store acknowledges after its fdatasync) defers it instead of
+ * blocking the loop: it calls http_response_defer, returns, and the
+ * completion posts a task to http_later_loop(later) that builds the answer
+ * and calls http_later_answer. Until then the connection answers nothing
+ * else: pipelined requests wait (up to HTTP_HELD_BYTES_MAX of them, beyond
+ * which the connection closes), the idle timeout does not apply, and a
+ * server shutdown waits for the answer (within its drain time).
+ * ------------------------------------------------------------------------ */
+
+#define HTTP_HELD_BYTES_MAX (HTTP_HEAD_BYTES_MAX + HTTP_BODY_BYTES_MAX) /* pipelined input kept */
+
+struct http_later;
+
+/*
+ * Defers the answer of the request being handled; `resp` is then ignored.
+ * Returns the ticket to answer with, or NULL when the request is not on a
+ * connection (then the handler must answer in `resp` now). The request's
+ * views die when the handler returns: copy what the answer needs.
+ * @thread loop, inside http_service.handle
+ */
+struct http_later *http_response_defer(struct http_response *resp);
+
+/* The loop the answer must be given on. @thread any */
+struct cfx_loop *http_later_loop(const struct http_later *later);
+
+/*
+ * Sends `resp` (borrowed) as the deferred answer, then serves the requests
+ * that waited; drops it if the connection closed meanwhile. Frees `later`.
+ * @thread http_later_loop(later)
+ */
+void http_later_answer(struct http_later *later, const struct http_response *resp);
+
+/* ------------------------------------------------------------------------
  * The connection protocol
  * ------------------------------------------------------------------------ */
 
@@ -145,8 +186,9 @@ void http_response_encode(const struct http_response *resp, int keep_alive, int 
 struct http_service {
 	/*
 	 * Answers one request by filling `resp` (initialised, status 0; left
-	 * at 0 it becomes a 500). Runs on the connection's loop and must not
-	 * block on anything but short, bounded work.
+	 * at 0 it becomes a 500), or defers the answer (http_response_defer).
+	 * Runs on the connection's loop and must not block on anything but
+	 * short, bounded work.
 	 */
 	void (*handle)(void *arg, const struct http_request *req, struct http_response *resp);
 	void *arg;
@@ -154,7 +196,7 @@ struct http_service {
 
 /*
  * HTTP/1.1 with keep-alive and pipelining: requests are answered in order,
- * one at a time. A connection closes after a response when the client asks
+ * one at a time (a deferred answer holds the ones behind it). A connection closes after a response when the client asks
  * (Connection: close, HTTP/1.0 without keep-alive), after a codec error
  * (its 4xx/5xx answer goes first), and on server shutdown between requests.
  */

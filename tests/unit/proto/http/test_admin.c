@@ -13,6 +13,7 @@
 #include <cmocka.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 #include "base/buf.h"
 #include "base/log.h"
@@ -94,6 +95,13 @@ static int request(const char *method, const char *target, const char *body, con
 		assert_int_equal(cfx_conn_feed(conn, (const uint8_t *)body, blen), 0);
 	for (int i = 0; i < 100 && cfx_loop_run_pending(loop); i++)
 		;
+	/* A deferred answer (a re-drive) comes once the broker's thread posts it. */
+	for (int i = 0; i < 100000 && admin_service_deferred(svc); i++) {
+		usleep(100);
+		while (cfx_loop_run_pending(loop))
+			;
+	}
+	assert_int_equal(admin_service_deferred(svc), 0);
 	cfx_writer_reset(&out);
 	cfx_conn_take_output(conn, &out);
 	cfx_write_u8(&out, 0);
@@ -392,6 +400,189 @@ static void test_errors(void **state)
 	json_decref(j);
 }
 
+/* Puts a dead letter of `origin` (NULL: none) into %DLQ%<group>. */
+static void put_dead(const char *dlq, const char *origin, const char *id, struct cfx_view body,
+		     const char *attempts)
+{
+	struct cfx_prop props[4];
+	uint32_t n = 0;
+
+	props[n++] = (struct cfx_prop){ CFX_VIEW_STR("color"), CFX_VIEW_STR("red") };
+	if (origin)
+		props[n++] = (struct cfx_prop){ CFX_VIEW_STR("DLQ_ORIGIN_TOPIC"),
+						CFX_VIEW_STR(origin) };
+	props[n++] = (struct cfx_prop){ CFX_VIEW_STR("DLQ_ORIGIN_MESSAGE_ID"), CFX_VIEW_STR(id) };
+	if (attempts)
+		props[n++] = (struct cfx_prop){ CFX_VIEW_STR("DLQ_ATTEMPTS"),
+						CFX_VIEW_STR(attempts) };
+	send_one(dlq, id, "k1 k2", body, props, n);
+}
+
+static void test_dlq(void **state)
+{
+	json_t *j, *m, *ms;
+	const char *text;
+	(void)state;
+
+	assert_int_equal(request("POST", "/v1/topics", "{\"name\":\"dq\",\"queues\":2}", NULL, NULL),
+			 201);
+	assert_int_equal(cfx_broker_topic_create(br, "%DLQ%dg", CFX_TOPIC_MIXED, 1), 0);
+	put_dead("%DLQ%dg", "dq", "D1", CFX_VIEW_STR("first"), "3");
+	put_dead("%DLQ%dg", "dq", "D2", (struct cfx_view){ (const uint8_t *)"\xff\x00", 2 }, NULL);
+	put_dead("%DLQ%dg", "dq", "D3", CFX_VIEW_STR("third"), "x7");
+
+	/* The list, from the beginning (never re-driven). */
+	assert_int_equal(request("GET", "/v1/groups/dg/dlq", NULL, NULL, &j), 200);
+	assert_string_equal(jstr(j, "group"), "dg");
+	assert_string_equal(jstr(j, "topic"), "%DLQ%dg");
+	assert_int_equal(jint(j, "position"), 0);
+	assert_int_equal(jint(j, "end"), 3);
+	ms = json_object_get(j, "messages");
+	assert_int_equal(json_array_size(ms), 3);
+	m = json_array_get(ms, 0);
+	assert_int_equal(jint(m, "offset"), 0);
+	assert_string_equal(jstr(m, "message_id"), "D1");
+	assert_string_equal(jstr(m, "origin_topic"), "dq");
+	assert_string_equal(jstr(m, "origin_message_id"), "D1");
+	assert_int_equal(jint(m, "attempts"), 3);
+	assert_string_equal(jstr(m, "tag"), "tg");
+	assert_int_equal(json_array_size(json_object_get(m, "keys")), 2);
+	assert_int_equal(jint(m, "born_ms"), 1234);
+	assert_true(jint(m, "store_ms") > 0);
+	assert_int_equal(jint(m, "body_size"), 5);
+	assert_string_equal(jstr(m, "body"), "first");
+	assert_null(json_object_get(m, "body_base64"));
+	assert_string_equal(jstr(json_object_get(m, "properties"), "color"), "red");
+	/* Not UTF-8: base64 only; no or a bad DLQ_ATTEMPTS: null. */
+	m = json_array_get(ms, 1);
+	assert_null(json_object_get(m, "body"));
+	assert_string_equal(jstr(m, "body_base64"), "/wA=");
+	assert_true(json_is_null(json_object_get(m, "attempts")));
+	assert_true(json_is_null(json_object_get(json_array_get(ms, 2), "attempts")));
+	json_decref(j);
+	assert_int_equal(request("GET", "/v1/groups/dg/dlq?max=1", NULL, NULL, &j), 200);
+	assert_int_equal(json_array_size(json_object_get(j, "messages")), 1);
+	json_decref(j);
+
+	/* Parameters are checked before anything happens. */
+	static const char *const bad_gets[] = { "?max=0", "?max=1001", "?max=abc", "?max=-1",
+						"?max=", "?max=1&max=2", "?count=1" };
+	for (size_t i = 0; i < CFX_ARRAY_LEN(bad_gets); i++) {
+		char target[64];
+		snprintf(target, sizeof target, "/v1/groups/dg/dlq%s", bad_gets[i]);
+		assert_int_equal(request("GET", target, NULL, NULL, &j), 400);
+		json_decref(j);
+	}
+	static const char *const bad_bodies[] = { "{\"max\":0}", "{\"max\":100001}",
+						  "{\"max\":\"2\"}", "{\"max\":1.5}", "{\"maxx\":1}",
+						  "[1]", "{" };
+	for (size_t i = 0; i < CFX_ARRAY_LEN(bad_bodies); i++) {
+		assert_int_equal(request("POST", "/v1/groups/dg/dlq/redrive", bad_bodies[i], NULL,
+					 &j),
+				 400);
+		json_decref(j);
+	}
+	assert_int_equal(request("POST", "/v1/groups/dg/dlq/redrive?max=1", NULL, NULL, &j), 400);
+	json_decref(j);
+	assert_int_equal(request("GET", "/v1/groups/dg/dlq", NULL, NULL, &j), 200);
+	assert_int_equal(jint(j, "position"), 0); /* none of them moved anything */
+	json_decref(j);
+
+	/* Re-drive two, then the rest; the list follows the position. */
+	assert_int_equal(request("POST", "/v1/groups/dg/dlq/redrive", "{\"max\":2}", NULL, &j),
+			 200);
+	assert_int_equal(jint(j, "redriven"), 2);
+	assert_null(json_object_get(j, "error"));
+	json_decref(j);
+	assert_int_equal(request("GET", "/v1/groups/dg/dlq", NULL, NULL, &j), 200);
+	assert_int_equal(jint(j, "position"), 2);
+	ms = json_object_get(j, "messages");
+	assert_int_equal(json_array_size(ms), 1);
+	assert_string_equal(jstr(json_array_get(ms, 0), "message_id"), "D3");
+	json_decref(j);
+	assert_int_equal(request("POST", "/v1/groups/dg/dlq/redrive", NULL, NULL, &j), 200);
+	assert_int_equal(jint(j, "redriven"), 1);
+	json_decref(j);
+	assert_int_equal(request("POST", "/v1/groups/dg/dlq/redrive", "{}", NULL, &j), 200);
+	assert_int_equal(jint(j, "redriven"), 0);
+	json_decref(j);
+	assert_int_equal(request("GET", "/v1/groups/dg/dlq", NULL, NULL, &j), 200);
+	assert_int_equal(jint(j, "position"), 3);
+	assert_int_equal(json_array_size(json_object_get(j, "messages")), 0);
+	json_decref(j);
+	/* In the origin topic now, the DLQ_* properties gone. */
+	assert_int_equal(cfx_store_wait_dispatched(cfx_broker_store(br), 5000), 0);
+	assert_int_equal(request("GET", "/v1/messages?id=D2", NULL, NULL, &j), 200);
+	ms = json_object_get(j, "messages");
+	assert_true(json_array_size(ms) >= 1);
+	int in_origin = 0;
+	for (size_t i = 0; i < json_array_size(ms); i++) {
+		m = json_array_get(ms, i);
+		if (strcmp(jstr(m, "topic"), "dq"))
+			continue;
+		in_origin++;
+		assert_null(json_object_get(json_object_get(m, "properties"), "DLQ_ORIGIN_TOPIC"));
+		assert_string_equal(jstr(json_object_get(m, "properties"), "color"), "red");
+	}
+	assert_int_equal(in_origin, 1);
+	json_decref(j);
+
+	/* A message without an origin stays, and the answer says why. */
+	put_dead("%DLQ%dg", NULL, "D4", CFX_VIEW_STR("orphan"), NULL);
+	assert_int_equal(request("POST", "/v1/groups/dg/dlq/redrive", NULL, NULL, &j), 200);
+	assert_int_equal(jint(j, "redriven"), 0);
+	assert_non_null(strstr(jstr(j, "error"), "DLQ_ORIGIN_TOPIC"));
+	json_decref(j);
+	assert_int_equal(request("GET", "/v1/groups/dg/dlq", NULL, NULL, &j), 200);
+	assert_int_equal(jint(j, "position"), 3);
+	ms = json_object_get(j, "messages");
+	assert_int_equal(json_array_size(ms), 1);
+	assert_true(json_is_null(json_object_get(json_array_get(ms, 0), "origin_topic")));
+	json_decref(j);
+
+	/* No such DLQ; a name too long for a redrive group; the methods. */
+	assert_int_equal(request("GET", "/v1/groups/nobody/dlq", NULL, &text, &j), 404);
+	assert_non_null(strstr(text, "no dead-letter queue"));
+	json_decref(j);
+	assert_int_equal(request("POST", "/v1/groups/nobody/dlq/redrive", NULL, NULL, &j), 404);
+	assert_string_equal(jstr(j, "error"), "not_found");
+	json_decref(j);
+	char target[200];
+	snprintf(target, sizeof target, "/v1/groups/%0112d/dlq", 0);
+	assert_int_equal(request("GET", target, NULL, NULL, &j), 400);
+	json_decref(j);
+	assert_int_equal(request("GET", "/v1/groups/dg/dlq/redrive", NULL, NULL, &j), 405);
+	json_decref(j);
+	assert_int_equal(request("DELETE", "/v1/groups/dg/dlq", NULL, NULL, &j), 405);
+	json_decref(j);
+}
+
+static void test_dlq_pipelined(void **state)
+{
+	static const char reqs[] = "POST /v1/groups/pg/dlq/redrive HTTP/1.1\r\nHost: t\r\n\r\n"
+				   "GET /v1/groups/pg/dlq HTTP/1.1\r\nHost: t\r\n\r\n";
+	const char *a, *b;
+	(void)state;
+
+	/* The request behind a re-drive waits for its answer, then sees its effect. */
+	assert_int_equal(cfx_broker_topic_create(br, "%DLQ%pg", CFX_TOPIC_MIXED, 1), 0);
+	put_dead("%DLQ%pg", "dq", "P1", CFX_VIEW_STR("p"), "1");
+	assert_int_equal(cfx_conn_feed(conn, (const uint8_t *)reqs, sizeof reqs - 1), 0);
+	for (int i = 0; i < 100000 && admin_service_deferred(svc); i++) {
+		usleep(100);
+		while (cfx_loop_run_pending(loop))
+			;
+	}
+	while (cfx_loop_run_pending(loop))
+		;
+	cfx_writer_reset(&out);
+	cfx_conn_take_output(conn, &out);
+	cfx_write_u8(&out, 0);
+	a = strstr((const char *)out.p, "{\"redriven\":1}");
+	b = strstr((const char *)out.p, "\"position\":1");
+	assert_true(a && b && a < b);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -401,6 +592,8 @@ int main(void)
 		cmocka_unit_test(test_messages_and_positions),
 		cmocka_unit_test(test_metrics),
 		cmocka_unit_test(test_errors),
+		cmocka_unit_test(test_dlq),
+		cmocka_unit_test(test_dlq_pipelined),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -633,6 +633,165 @@ static void test_conn_shutdown_idle(void **state)
 	assert_true(f->c->closing);
 }
 
+/* ------------------------------------------------------------------------
+ * Deferred answers
+ * ------------------------------------------------------------------------ */
+
+static struct http_later *ticket;
+
+/* Defers "/later..." (the ticket goes to `ticket`); echoes anything else. */
+static void later_or_echo(void *arg, const struct http_request *req, struct http_response *resp)
+{
+	if (req->target.len >= 6 && !memcmp(req->target.p, "/later", 6)) {
+		handled++;
+		assert_null(ticket);
+		ticket = http_response_defer(resp);
+		assert_non_null(ticket);
+		return;
+	}
+	echo(arg, req, resp);
+}
+
+static struct http_service later_svc = { .handle = later_or_echo };
+
+static int later_setup(void **state)
+{
+	struct fixture *f;
+
+	conn_setup(state);
+	f = *state;
+	cfx_conn_free_memory(f->c);
+	while (cfx_loop_run_pending(f->loop))
+		;
+	f->c = cfx_conn_new_memory(f->loop, &http_conn_proto, &later_svc);
+	ticket = NULL;
+	return 0;
+}
+
+/* Answers the deferred request with {"later": true}, as a completion task would. */
+static void answer_later(struct fixture *f)
+{
+	struct http_response resp;
+
+	assert_non_null(ticket);
+	assert_ptr_equal(http_later_loop(ticket), f->loop);
+	http_response_init(&resp);
+	http_response_json(&resp, 200, json_pack("{s:b}", "later", 1));
+	http_later_answer(ticket, &resp);
+	http_response_free(&resp);
+	ticket = NULL;
+}
+
+static void test_conn_deferred_holds_pipelined(void **state)
+{
+	struct fixture *f = *state;
+	const char *out, *a, *b;
+
+	assert_int_equal(feed(f, "GET /later HTTP/1.1\r\n\r\nGET /b HTTP/1.1\r\n\r\n"), 0);
+	assert_string_equal(pump(f), "");
+	assert_int_equal(handled, 1); /* /b waits behind the deferred answer */
+	assert_true(f->c->proto->is_busy(f->c)); /* the idle timeout leaves it alone */
+	assert_int_equal(feed(f, "GET /c HTTP/1.1\r\n\r\n"), 0);
+	assert_string_equal(pump(f), "");
+	answer_later(f);
+	out = pump(f);
+	assert_int_equal(handled, 3);
+	assert_int_equal(count(out, "HTTP/1.1 200 OK\r\n"), 3);
+	a = strstr(out, "{\"later\":true}");
+	b = strstr(out, "\"target\":\"/b\"");
+	assert_true(a && b && a < b && b < strstr(out, "\"target\":\"/c\""));
+	assert_false(f->c->proto->is_busy(f->c));
+	assert_false(f->c->closing);
+	/* Another deferred request on the same connection. */
+	assert_int_equal(feed(f, "GET /later2 HTTP/1.1\r\n\r\n"), 0);
+	assert_string_equal(pump(f), "");
+	answer_later(f);
+	assert_non_null(strstr(pump(f), "{\"later\":true}"));
+}
+
+static void test_conn_deferred_head_and_close(void **state)
+{
+	struct fixture *f = *state;
+	const char *out;
+
+	feed(f, "HEAD /later HTTP/1.1\r\nConnection: close\r\n\r\nGET /never HTTP/1.1\r\n\r\n");
+	assert_string_equal(pump(f), "");
+	answer_later(f);
+	out = pump(f);
+	assert_non_null(strstr(out, "HTTP/1.1 200 OK\r\n"));
+	assert_non_null(strstr(out, "Content-Length: 15\r\n"));
+	assert_non_null(strstr(out, "Connection: close\r\n"));
+	assert_null(strstr(out, "later\":"));	/* HEAD: no body */
+	assert_null(strstr(out, "/never"));
+	assert_int_equal(handled, 1);
+	assert_true(f->c->closing);
+}
+
+static void test_conn_deferred_shutdown(void **state)
+{
+	struct fixture *f = *state;
+
+	feed(f, "GET /later HTTP/1.1\r\n\r\n");
+	pump(f);
+	f->c->shutting_down = 1;
+	f->c->proto->on_shutdown(f->c);
+	pump(f);
+	assert_false(f->c->closing); /* the answer is still owed */
+	answer_later(f);
+	assert_non_null(strstr(pump(f), "Connection: close\r\n"));
+	assert_true(f->c->closing);
+}
+
+static void test_conn_deferred_shutdown_pipelined(void **state)
+{
+	struct fixture *f = *state;
+	const char *out;
+
+	/* Requests received before the shutdown are all answered; the last says close. */
+	feed(f, "GET /later HTTP/1.1\r\n\r\nGET /b HTTP/1.1\r\n\r\nGET /c HTTP/1.1\r\n\r\n");
+	pump(f);
+	f->c->shutting_down = 1;
+	f->c->proto->on_shutdown(f->c);
+	pump(f);
+	answer_later(f);
+	out = pump(f);
+	assert_int_equal(count(out, "HTTP/1.1 200 OK\r\n"), 3);
+	assert_int_equal(count(out, "Connection: close\r\n"), 1);
+	assert_true(strstr(out, "Connection: close\r\n") > strstr(out, "\"target\":\"/b\""));
+	assert_true(f->c->closing);
+}
+
+static void test_conn_deferred_gone(void **state)
+{
+	struct fixture *f = *state;
+
+	feed(f, "GET /later HTTP/1.1\r\n\r\n");
+	pump(f);
+	cfx_conn_close(f->c, "peer went away");
+	pump(f);
+	answer_later(f); /* dropped: nothing to write to, nothing leaks */
+	assert_string_equal(pump(f), "");
+}
+
+static void test_conn_deferred_held_limit(void **state)
+{
+	struct fixture *f = *state;
+	size_t n = HTTP_HELD_BYTES_MAX + 1;
+	uint8_t *junk = malloc(n);
+
+	feed(f, "GET /later HTTP/1.1\r\n\r\n");
+	pump(f);
+	memset(junk, 'x', n);
+	/* Pipelined input is kept up to the limit; past it, the connection closes. */
+	assert_int_equal(cfx_conn_feed(f->c, junk, n - 1), 0);
+	assert_false(f->c->closing);
+	cfx_conn_feed(f->c, junk, 1);
+	pump(f);
+	assert_true(f->c->closing);
+	free(junk);
+	answer_later(f);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -662,6 +821,17 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_conn_continue, conn_setup, conn_teardown),
 		cmocka_unit_test_setup_teardown(test_conn_shutdown, conn_setup, conn_teardown),
 		cmocka_unit_test_setup_teardown(test_conn_shutdown_idle, conn_setup, conn_teardown),
+		cmocka_unit_test_setup_teardown(test_conn_deferred_holds_pipelined, later_setup,
+						conn_teardown),
+		cmocka_unit_test_setup_teardown(test_conn_deferred_head_and_close, later_setup,
+						conn_teardown),
+		cmocka_unit_test_setup_teardown(test_conn_deferred_shutdown, later_setup,
+						conn_teardown),
+		cmocka_unit_test_setup_teardown(test_conn_deferred_shutdown_pipelined, later_setup,
+						conn_teardown),
+		cmocka_unit_test_setup_teardown(test_conn_deferred_gone, later_setup, conn_teardown),
+		cmocka_unit_test_setup_teardown(test_conn_deferred_held_limit, later_setup,
+						conn_teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
