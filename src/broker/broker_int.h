@@ -156,6 +156,21 @@ void pop__close(struct cfx_broker *br);
 /* One timer tick: flush the journal, wake watchers of expired messages, snapshot. */
 void pop__tick(struct cfx_broker *br, int64_t now_ms);
 
+/* A user property of a message; 1 with *out set, else 0. */
+int broker__prop(const struct cfx_msg_view *v, const char *name, struct cfx_view *out);
+/* Reads entry `off` of system topic `topic` (queue 0) into `rd` (reset
+ * first), waiting briefly for the dispatcher if it is not indexed yet: a
+ * send is answered before its message is indexed. 0 or an error. */
+int broker__read_sys(struct cfx_broker *br, const char *topic, uint64_t off,
+		     struct cfx_read_result *rd);
+/* A message to send that copies a stored one (views into it) with other properties. */
+struct cfx_send_msg broker__copy(const struct cfx_msg_view *v, const struct cfx_prop *props,
+				 uint32_t nprops, int type);
+/* Has the system-queue entry `id` (message v) reached its real topic already: is a
+ * message with v's id there carrying property `id_prop` = id? (timer.c) */
+int broker__released(struct cfx_broker *br, const struct cfx_msg_view *v, const char *id_prop,
+		     uint64_t id);
+
 /* Marks entry `offset` of system queue `kind` done (journaled); CFX_EEXIST if it was. */
 int pop__sys_done(struct cfx_broker *br, int kind, uint64_t offset);
 int pop__sys_is_done(struct cfx_broker *br, int kind, uint64_t offset);

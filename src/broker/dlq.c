@@ -44,7 +44,7 @@
 #include "base/err.h"
 #include "base/hash.h"
 #include "base/log.h"
-#include "broker/broker.h"
+#include "broker/broker_int.h"
 
 #define REDRIVE_BATCH 64	      /* messages of one step */
 #define REDRIVE_INVISIBLE_MS 60000    /* a message in progress stays hidden this long */
@@ -181,19 +181,6 @@ static void left_add(struct redrive *rd, struct where w)
 }
 
 /* Finds a user property of a message. */
-static int prop_find(const struct cfx_msg_view *v, const char *name, struct cfx_view *out)
-{
-	struct cfx_prop p;
-	size_t cur = 0;
-
-	while (cfx_msg_view_next_prop(v, &cur, &p) == 1)
-		if (cfx_view_eq_str(p.name, name)) {
-			*out = p.value;
-			return 1;
-		}
-	return 0;
-}
-
 /*
  * Leaves a message in the DLQ: visible again after REDRIVE_RETRY_MS, not
  * counted again by this run. Called from the step or a completion.
@@ -264,7 +251,7 @@ static int resend(struct redrive *rd, struct item *it, const struct cfx_popped *
 	size_t cur = 0;
 	int rc;
 
-	if (!prop_find(v, "DLQ_ORIGIN_TOPIC", &origin) || origin.len == 0) {
+	if (!broker__prop(v, "DLQ_ORIGIN_TOPIC", &origin) || origin.len == 0) {
 		*why = "it has no DLQ_ORIGIN_TOPIC property";
 		return CFX_EINVAL;
 	}
@@ -287,17 +274,7 @@ static int resend(struct redrive *rd, struct item *it, const struct cfx_popped *
 		return CFX_EINVAL;
 	}
 	/* A message group keeps the copy on its group's queue where the topic takes it. */
-	struct cfx_send_msg m = { .m = { .key = v->key,
-					 .key_null = v->key_null,
-					 .body = v->body,
-					 .body_null = v->body_null,
-					 .tag = v->tag,
-					 .msg_id = v->msg_id,
-					 .born_ms = v->born_ms,
-					 .flag = v->flag,
-					 .props = rd->props,
-					 .prop_count = np },
-				  .type = CFX_MSG_NORMAL };
+	struct cfx_send_msg m = broker__copy(v, rd->props, np, CFX_MSG_NORMAL);
 	if (ti.type == CFX_MSG_FIFO || (mgroup.len && ti.type == CFX_TOPIC_MIXED)) {
 		m.type = CFX_MSG_FIFO;
 		m.group = mgroup;

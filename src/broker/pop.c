@@ -45,6 +45,7 @@
 #include "base/siphash.h"
 #include "broker/broker_int.h"
 #include "broker/sqlfilter.h"
+#include "store/format.h"
 
 /* SLOT_MOVING: in flight, its last attempt expired, and its copy is being
  * appended to the dead-letter queue; not journaled (after a crash it is
@@ -67,6 +68,7 @@ enum rec_type {
 	REC_SYSBITS = 11, /* snapshot: kind, first offset, bitmap of done offsets */
 	REC_POPG = 12,	  /* POP of a FIFO group: + message group hash */
 	REC_WAIT = 13,	  /* cursor, offset, message group hash: read and held back */
+	REC_SKIPN = 14,	  /* cursor, offsets [offset, next) skipped by the filter unread */
 };
 
 #define REC_BYTES_MAX 512
@@ -330,6 +332,10 @@ static size_t rec_encode(uint8_t *out, const struct rec *r)
 	case REC_RESET:
 		cfx_write_le64(&wr, r->offset);
 		break;
+	case REC_SKIPN:
+		cfx_write_le64(&wr, r->offset);
+		cfx_write_le64(&wr, r->next);
+		break;
 	case REC_STATE:
 		cfx_write_le64(&wr, r->offset);
 		cfx_write_le64(&wr, r->next);
@@ -403,6 +409,12 @@ static int rec_decode(struct cfx_reader *rd, struct rec *r)
 	case REC_SKIP:
 	case REC_RESET:
 		r->offset = cfx_read_le64(&in);
+		break;
+	case REC_SKIPN:
+		r->offset = cfx_read_le64(&in);
+		r->next = cfx_read_le64(&in);
+		if (r->next < r->offset)
+			return -1;
 		break;
 	case REC_STATE:
 		r->offset = cfx_read_le64(&in);
@@ -591,6 +603,18 @@ static void apply(struct cfx_broker *br, const struct rec *r)
 			if (r->pop_id >= c->next_pop_id)
 				c->next_pop_id = r->pop_id + 1;
 		}
+		break;
+	case REC_SKIPN:
+		if (r->next <= c->next)
+			break; /* applied already (it only ever moves forward) */
+		if (c->next == c->committed && r->offset <= c->next) {
+			c->committed = c->next = r->next; /* nothing in flight: no slots needed */
+			break;
+		}
+		if (window_reserve(c, r->next, UINT32_MAX))
+			break;
+		while (c->next < r->next)
+			*slot_of(c, c->next++) = (struct slot){ .state = SLOT_DONE };
 		break;
 	case REC_ACK:
 		if (r->offset >= c->committed && r->offset < c->next &&
@@ -1094,8 +1118,7 @@ static struct cfx_popped *result_push(struct cfx_pop_result *r)
 	return &r->msgs[r->count++];
 }
 
-/* Finds a user property of a message; returns 1 with *out set. */
-static int prop_get(const struct cfx_msg_view *v, const char *name, struct cfx_view *out)
+int broker__prop(const struct cfx_msg_view *v, const char *name, struct cfx_view *out)
 {
 	size_t cur = 0;
 	struct cfx_prop p;
@@ -1106,6 +1129,40 @@ static int prop_get(const struct cfx_msg_view *v, const char *name, struct cfx_v
 			return 1;
 		}
 	return 0;
+}
+
+int broker__read_sys(struct cfx_broker *br, const char *topic, uint64_t off,
+		     struct cfx_read_result *rd)
+{
+	for (int attempt = 0; attempt < 2; attempt++) {
+		cfx_read_result_free(rd);
+		cfx_read_result_init(rd);
+		int rc = cfx_store_read(br->st, CFX_VIEW_STR(topic), 0, off, 1, 1, rd);
+		if (!rc && rd->count && rd->msgs[0].offset == off)
+			return 0;
+		/* Appended (its send was answered) but maybe not indexed yet. */
+		if (attempt == 0 && (rc || off >= rd->end_offset))
+			cfx_store_wait_dispatched(br->st, 2000);
+		else
+			return rc ? rc : CFX_ENOENT;
+	}
+	return CFX_ENOENT;
+}
+
+struct cfx_send_msg broker__copy(const struct cfx_msg_view *v, const struct cfx_prop *props,
+				 uint32_t nprops, int type)
+{
+	return (struct cfx_send_msg){ .m = { .key = v->key,
+					     .key_null = v->key_null,
+					     .body = v->body,
+					     .body_null = v->body_null,
+					     .tag = v->tag,
+					     .msg_id = v->msg_id,
+					     .born_ms = v->born_ms,
+					     .flag = v->flag,
+					     .props = props,
+					     .prop_count = nprops },
+				      .type = type };
 }
 
 /* The SQL92 filter's view of a message: TAGS is the tag, any other name a
@@ -1132,7 +1189,7 @@ static int msg_expired(const struct cfx_msg_view *v, int64_t now)
 	char buf[24];
 	char *end;
 
-	if (!prop_get(v, CFX_PROP_TTL_MS, &ttl) && !prop_get(v, "CFX_TTL_MS", &ttl))
+	if (!broker__prop(v, CFX_PROP_TTL_MS, &ttl) && !broker__prop(v, "CFX_TTL_MS", &ttl))
 		return 0;
 	if (ttl.len == 0 || ttl.len >= sizeof buf)
 		return 0;
@@ -1223,6 +1280,7 @@ struct pop_ctx {
 	uint32_t max_attempts;
 	struct move *moves;
 	uint32_t nmoves, capmoves;
+	uint32_t *tag_hashes; /* of req->tags, for the store to skip batches */
 };
 
 /* Messages of one queue whose invisibility expired: redelivered, or, after
@@ -1280,6 +1338,19 @@ static void pop_expired(struct cfx_broker *br, struct pop_ctx *x, struct cursor 
 }
 
 /* New messages of one queue. @locks pop_mu */
+/* Marks [c->next, to) skipped (the store skipped those batches unread). @locks pop_mu */
+static int skip_range(struct cfx_broker *br, struct cursor *c, uint64_t to, uint32_t wmax)
+{
+	if (to <= c->next)
+		return 0;
+	if (c->next != c->committed && window_reserve(c, to, wmax))
+		return CFX_E2BIG;
+	struct rec r = { .type = REC_SKIPN, .cursor = c->id, .offset = c->next, .next = to };
+	journal(br, &r);
+	apply(br, &r);
+	return 0;
+}
+
 static void pop_new(struct cfx_broker *br, struct pop_ctx *x, struct cursor *c)
 {
 	const struct cfx_pop_req *req = x->req;
@@ -1303,9 +1374,9 @@ static void pop_new(struct cfx_broker *br, struct pop_ctx *x, struct cursor *c)
 			break;
 		if (window_reserve(c, c->next + want, wmax))
 			break; /* too many in flight on this queue */
-		int rc = cfx_store_read(br->st, req->topic, c->queue, c->next,
-					req->tags || req->sql ? 64 : want,
-					1u << 20, rd);
+		int rc = cfx_store_read_tags(br->st, req->topic, c->queue, c->next,
+					     req->tags || req->sql ? 64 : want, 1u << 20,
+					     x->tag_hashes, req->ntags, rd);
 		if (rc == CFX_ECORRUPT || rc == CFX_EUNSUPPORTED) {
 			/* An unreadable batch is skipped, so the group is not stuck on it. */
 			cfx_log_ratelimited(CFX_LOG_WARN, "broker: %s/%u: skipping an unreadable "
@@ -1318,11 +1389,20 @@ static void pop_new(struct cfx_broker *br, struct pop_ctx *x, struct cursor *c)
 			}
 			break;
 		}
-		if (rc || rd->count == 0)
+		if (rc)
 			break;
-		for (uint32_t i = 0; i < rd->count && res->count < req->max_msgs; i++) {
+		if (rd->count == 0) {
+			/* Only batches the tag filter ruled out: step over them. */
+			if (rd->next_offset <= c->next || skip_range(br, c, rd->next_offset, wmax))
+				break;
+			advance_committed(c);
+			continue;
+		}
+		uint32_t i;
+		for (i = 0; i < rd->count && res->count < req->max_msgs; i++) {
 			const struct cfx_msg_view *v = &rd->msgs[i];
-			if (window_reserve(c, v->offset + 1, wmax))
+			if (window_reserve(c, v->offset + 1, wmax) ||
+			    skip_range(br, c, v->offset, wmax))
 				break;
 			c->next = v->offset + 1;
 			scanned++;
@@ -1334,6 +1414,9 @@ static void pop_new(struct cfx_broker *br, struct pop_ctx *x, struct cursor *c)
 			}
 			deliver(br, req, c, v, 1, now, res, 0);
 		}
+		/* All returned ones looked at: skipped batches after them too. */
+		if (i == rd->count && skip_range(br, c, rd->next_offset, wmax))
+			break;
 	}
 	advance_committed(c);
 }
@@ -1385,7 +1468,7 @@ static uint32_t group_hash(const struct cfx_msg_view *v)
 {
 	struct cfx_view g;
 
-	if (!prop_get(v, CFX_PROP_MSG_GROUP, &g) || !g.len)
+	if (!broker__prop(v, CFX_PROP_MSG_GROUP, &g) || !g.len)
 		return 0;
 	return (uint32_t)cfx_hash64(g.p, g.len) | 1u;
 }
@@ -1569,6 +1652,11 @@ int cfx_broker_pop(struct cfx_broker *br, const struct cfx_pop_req *req,
 	if (rc)
 		return rc;
 	x.max_attempts = gi.retry.max_attempts ? gi.retry.max_attempts : 1;
+	if (req->tags && req->ntags) {
+		x.tag_hashes = cfx_malloc(req->ntags * sizeof *x.tag_hashes);
+		for (uint32_t i = 0; i < req->ntags; i++)
+			x.tag_hashes[i] = cfx_tag_hash(CFX_VIEW_STR(req->tags[i]));
+	}
 	first = atomic_fetch_add(&br->rr_pop, 1);
 	pthread_mutex_lock(&br->pop_mu);
 	if (gi.fifo) {
@@ -1615,6 +1703,7 @@ unlock:
 		}
 	}
 	cfx_free(x.moves);
+	cfx_free(x.tag_hashes);
 	return 0;
 }
 
@@ -1996,17 +2085,7 @@ static int dlq_append(struct cfx_broker *br, struct cfx_view group, struct cfx_v
 		props[np++] = (struct cfx_prop){ CFX_VIEW_STR("DLQ_ORIGIN_TOPIC"), topic };
 		props[np++] = (struct cfx_prop){ CFX_VIEW_STR("DLQ_ORIGIN_MESSAGE_ID"), v->msg_id };
 		props[np++] = (struct cfx_prop){ CFX_VIEW_STR("DLQ_ATTEMPTS"), CFX_VIEW_STR(att) };
-		struct cfx_send_msg m = { .m = { .key = v->key,
-						 .key_null = v->key_null,
-						 .body = v->body,
-						 .body_null = v->body_null,
-						 .tag = v->tag,
-						 .msg_id = v->msg_id,
-						 .born_ms = v->born_ms,
-						 .flag = v->flag,
-						 .props = props,
-						 .prop_count = np },
-					  .type = CFX_MSG_NORMAL };
+		struct cfx_send_msg m = broker__copy(v, props, np, CFX_MSG_NORMAL);
 		rc = cfx_broker_send(br, CFX_VIEW_STR(dlq), &m, 1, durability, cb, arg);
 		cfx_free(props);
 	}

@@ -30,19 +30,6 @@
 #define TIMER_TICK_MS 20
 #define SCAN_BATCH 256
 
-static int prop_find(const struct cfx_msg_view *v, const char *name, struct cfx_view *out)
-{
-	size_t cur = 0;
-	struct cfx_prop p;
-
-	while (cfx_msg_view_next_prop(v, &cur, &p))
-		if (cfx_view_eq_str(p.name, name)) {
-			*out = p.value;
-			return 1;
-		}
-	return 0;
-}
-
 static int view_to_i64(struct cfx_view v, int64_t *out)
 {
 	char buf[24], *end;
@@ -59,22 +46,22 @@ static int view_to_i64(struct cfx_view v, int64_t *out)
 	return 1;
 }
 
-/* Has the timer `id` (message v of %SYS%TIMER) already been appended to its real topic? */
-static int already_fired(struct cfx_broker *br, const struct cfx_msg_view *v, uint64_t id)
+int broker__released(struct cfx_broker *br, const struct cfx_msg_view *v, const char *id_prop,
+		     uint64_t id)
 {
 	struct cfx_read_result res;
 	struct cfx_view real, tid;
 	char want[24];
 	int found = 0;
 
-	if (!v->msg_id.len || !prop_find(v, CFX_PROP_REAL_TOPIC, &real))
+	if (!v->msg_id.len || !broker__prop(v, CFX_PROP_REAL_TOPIC, &real))
 		return 0;
 	snprintf(want, sizeof want, "%" PRIu64, id);
 	cfx_read_result_init(&res);
 	if (cfx_store_lookup_id(br->st, v->msg_id, 16, &res) == 0)
 		for (uint32_t i = 0; i < res.count && !found; i++)
 			found = cfx_view_eq(res.origins[i].topic, real) &&
-				prop_find(&res.msgs[i], CFX_PROP_TIMER_ID, &tid) &&
+				broker__prop(&res.msgs[i], id_prop, &tid) &&
 				cfx_view_eq_str(tid, want);
 	cfx_read_result_free(&res);
 	return found;
@@ -113,9 +100,9 @@ int timer__open(struct cfx_broker *br)
 
 			if (pop__sys_is_done(br, SYS_TIMER, v->offset))
 				continue;
-			if (!prop_find(v, CFX_PROP_DELIVER_AT, &at) || !view_to_i64(at, &due))
+			if (!broker__prop(v, CFX_PROP_DELIVER_AT, &at) || !view_to_i64(at, &due))
 				due = now; /* damaged: deliver rather than lose */
-			if (due <= now && already_fired(br, v, v->offset)) {
+			if (due <= now && broker__released(br, v, CFX_PROP_TIMER_ID, v->offset)) {
 				pop__sys_done(br, SYS_TIMER, v->offset);
 				fired++;
 				continue;
@@ -200,8 +187,8 @@ static void fire_done(void *arg, const struct cfx_send_result *res, uint32_t n)
 
 static void fire(struct cfx_broker *br, uint64_t id)
 {
-	struct cfx_view topic = CFX_VIEW_STR(CFX_TIMER_TOPIC), real;
 	struct cfx_read_result rd;
+	struct cfx_view real;
 	struct cfx_prop *props = NULL;
 	char tid[24];
 	int rc;
@@ -209,9 +196,8 @@ static void fire(struct cfx_broker *br, uint64_t id)
 	if (pop__sys_is_done(br, SYS_TIMER, id))
 		return; /* recalled */
 	cfx_read_result_init(&rd);
-	rc = cfx_store_read(br->st, topic, 0, id, 1, 1, &rd);
-	if (rc || rd.count == 0 || rd.msgs[0].offset != id ||
-	    !prop_find(&rd.msgs[0], CFX_PROP_REAL_TOPIC, &real)) {
+	rc = broker__read_sys(br, CFX_TIMER_TOPIC, id, &rd);
+	if (rc || !broker__prop(&rd.msgs[0], CFX_PROP_REAL_TOPIC, &real)) {
 		cfx_log_ratelimited(CFX_LOG_WARN, "broker: delayed message %" PRIu64
 				    " is gone or damaged: dropped",
 				    id);
@@ -229,17 +215,8 @@ static void fire(struct cfx_broker *br, uint64_t id)
 			props[np++] = p;
 	snprintf(tid, sizeof tid, "%" PRIu64, id);
 	props[np++] = (struct cfx_prop){ CFX_VIEW_STR(CFX_PROP_TIMER_ID), CFX_VIEW_STR(tid) };
-	struct cfx_send_msg m = { .m = { .key = v->key,
-					 .key_null = v->key_null,
-					 .body = v->body,
-					 .body_null = v->body_null,
-					 .tag = v->tag,
-					 .msg_id = v->msg_id,
-					 .born_ms = v->born_ms,
-					 .flag = v->flag,
-					 .props = props,
-					 .prop_count = np },
-				  .type = CFX_MSG_DELAY, /* due: deliver_at 0 = now */ };
+	struct cfx_send_msg m = broker__copy(v, props, np, CFX_MSG_DELAY);
+	/* DELAY with deliver_at 0: due now */
 	struct fire_op *op = cfx_malloc(sizeof *op);
 	*op = (struct fire_op){ .br = br, .id = id };
 	rc = cfx_broker_send(br, real, &m, 1, CFX_DURABILITY_ASYNC, fire_done, op);
@@ -277,9 +254,9 @@ int cfx_broker_recall(struct cfx_broker *br, struct cfx_view topic, const char *
 	if (broker__sys_handle_decode(br, SYS_TIMER, topic, handle, &id))
 		return CFX_EINVAL;
 	cfx_read_result_init(&rd);
-	rc = cfx_store_read(br->st, CFX_VIEW_STR(CFX_TIMER_TOPIC), 0, id, 1, 1, &rd);
-	if (rc || rd.count == 0 || rd.msgs[0].offset != id ||
-	    !prop_find(&rd.msgs[0], CFX_PROP_REAL_TOPIC, &real) || !cfx_view_eq(real, topic)) {
+	rc = broker__read_sys(br, CFX_TIMER_TOPIC, id, &rd);
+	if (rc ||
+	    !broker__prop(&rd.msgs[0], CFX_PROP_REAL_TOPIC, &real) || !cfx_view_eq(real, topic)) {
 		cfx_read_result_free(&rd);
 		return CFX_ENOENT;
 	}

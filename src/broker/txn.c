@@ -30,19 +30,6 @@ struct half {
 	int resolving;
 };
 
-static int prop_find(const struct cfx_msg_view *v, const char *name, struct cfx_view *out)
-{
-	size_t cur = 0;
-	struct cfx_prop p;
-
-	while (cfx_msg_view_next_prop(v, &cur, &p))
-		if (cfx_view_eq_str(p.name, name)) {
-			*out = p.value;
-			return 1;
-		}
-	return 0;
-}
-
 /* @locks txn_mu */
 static struct half *half_find(struct cfx_broker *br, uint64_t off)
 {
@@ -80,27 +67,6 @@ void txn__added(struct cfx_broker *br, uint64_t off)
 	half_add(br, off, cfx_clock_wall_ms() + br->o.txn_check_first_ms);
 }
 
-/* Did the commit of half message `off` reach its real topic? */
-static int already_committed(struct cfx_broker *br, const struct cfx_msg_view *v, uint64_t off)
-{
-	struct cfx_read_result res;
-	struct cfx_view real, tid;
-	char want[24];
-	int found = 0;
-
-	if (!v->msg_id.len || !prop_find(v, CFX_PROP_REAL_TOPIC, &real))
-		return 0;
-	snprintf(want, sizeof want, "%" PRIu64, off);
-	cfx_read_result_init(&res);
-	if (cfx_store_lookup_id(br->st, v->msg_id, 16, &res) == 0)
-		for (uint32_t i = 0; i < res.count && !found; i++)
-			found = cfx_view_eq(res.origins[i].topic, real) &&
-				prop_find(&res.msgs[i], CFX_PROP_TXN_ID, &tid) &&
-				cfx_view_eq_str(tid, want);
-	cfx_read_result_free(&res);
-	return found;
-}
-
 int txn__open(struct cfx_broker *br)
 {
 	struct cfx_view topic = CFX_VIEW_STR(CFX_HALF_TOPIC);
@@ -125,7 +91,7 @@ int txn__open(struct cfx_broker *br)
 			const struct cfx_msg_view *v = &rd.msgs[i];
 			if (pop__sys_is_done(br, SYS_HALF, v->offset))
 				continue;
-			if (already_committed(br, v, v->offset)) {
+			if (broker__released(br, v, CFX_PROP_TXN_ID, v->offset)) {
 				pop__sys_done(br, SYS_HALF, v->offset);
 				continue;
 			}
@@ -224,9 +190,9 @@ static int resolve(struct cfx_broker *br, struct cfx_view topic, uint64_t off, i
 	struct end_op *op = cfx_malloc(sizeof *op);
 	*op = (struct end_op){ .br = br, .off = off, .cb = cb, .arg = arg };
 	cfx_read_result_init(&rd);
-	rc = cfx_store_read(br->st, CFX_VIEW_STR(CFX_HALF_TOPIC), 0, off, 1, 1, &rd);
-	if (rc || rd.count == 0 || rd.msgs[0].offset != off ||
-	    !prop_find(&rd.msgs[0], CFX_PROP_REAL_TOPIC, &real) ||
+	rc = broker__read_sys(br, CFX_HALF_TOPIC, off, &rd);
+	if (rc ||
+	    !broker__prop(&rd.msgs[0], CFX_PROP_REAL_TOPIC, &real) ||
 	    (topic.p && !cfx_view_eq(real, topic))) {
 		rc = rc ? rc : CFX_ENOENT;
 		goto fail;
@@ -249,18 +215,8 @@ static int resolve(struct cfx_broker *br, struct cfx_view topic, uint64_t off, i
 			props[np++] = p;
 	snprintf(tid, sizeof tid, "%" PRIu64, off);
 	props[np++] = (struct cfx_prop){ CFX_VIEW_STR(CFX_PROP_TXN_ID), CFX_VIEW_STR(tid) };
-	struct cfx_send_msg m = { .m = { .key = v->key,
-					 .key_null = v->key_null,
-					 .body = v->body,
-					 .body_null = v->body_null,
-					 .tag = v->tag,
-					 .msg_id = v->msg_id,
-					 .born_ms = v->born_ms,
-					 .flag = v->flag,
-					 .props = props,
-					 .prop_count = np },
-				  .type = CFX_MSG_TRANSACTION,
-				  .released = 1 };
+	struct cfx_send_msg m = broker__copy(v, props, np, CFX_MSG_TRANSACTION);
+	m.released = 1;
 	rc = cfx_broker_send(br, real, &m, 1, CFX_DURABILITY_ASYNC, committed, op);
 	cfx_free(props);
 	cfx_read_result_free(&rd);
@@ -351,9 +307,9 @@ void txn__tick(struct cfx_broker *br)
 		if (cfx_store_read(br->st, CFX_VIEW_STR(CFX_HALF_TOPIC), 0, check[i], 1, 1, &rd) ==
 			    0 &&
 		    rd.count && rd.msgs[0].offset == check[i] &&
-		    prop_find(&rd.msgs[0], CFX_PROP_REAL_TOPIC, &real)) {
+		    broker__prop(&rd.msgs[0], CFX_PROP_REAL_TOPIC, &real)) {
 			struct cfx_txn_check c = { .topic = real, .msg = &rd.msgs[0] };
-			prop_find(&rd.msgs[0], CFX_PROP_PRODUCER_GROUP, &pg);
+			broker__prop(&rd.msgs[0], CFX_PROP_PRODUCER_GROUP, &pg);
 			c.producer_group = pg;
 			broker__sys_handle(br, SYS_HALF, real, check[i], c.txn_id);
 			fn(fnarg, &c);

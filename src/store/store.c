@@ -607,9 +607,27 @@ static int load_entry(struct cfx_store *st, uint64_t pos, struct cfx_read_result
 
 #define READ_IDX_CHUNK 32
 
+/* Could a batch whose index entry says `tag_hash` hold a message with one of the tags? */
+static int tags_may_match(uint32_t tag_hash, const uint32_t *tag_hashes, uint32_t ntags)
+{
+	if (!tag_hashes || tag_hash == CFX_TAG_HASH_MIXED)
+		return 1;
+	for (uint32_t i = 0; i < ntags; i++)
+		if (tag_hashes[i] == tag_hash)
+			return 1;
+	return 0;
+}
+
 int cfx_store_read(struct cfx_store *st, struct cfx_view topic, uint32_t queue_id,
 		   uint64_t offset, uint32_t max_msgs, size_t max_bytes,
 		   struct cfx_read_result *res)
+{
+	return cfx_store_read_tags(st, topic, queue_id, offset, max_msgs, max_bytes, NULL, 0, res);
+}
+
+int cfx_store_read_tags(struct cfx_store *st, struct cfx_view topic, uint32_t queue_id,
+			uint64_t offset, uint32_t max_msgs, size_t max_bytes,
+			const uint32_t *tag_hashes, uint32_t ntags, struct cfx_read_result *res)
 {
 	struct cfx_idx_entry ies[READ_IDX_CHUNK];
 	struct queue *q;
@@ -652,9 +670,15 @@ int cfx_store_read(struct cfx_store *st, struct cfx_view topic, uint32_t queue_i
 			struct cfx_batch_rd b;
 			struct cfx_msg_view m;
 			const char *why = NULL;
-			int more;
+			int more = 0;
 
 			skip_to = ies[i].first_offset + ies[i].msg_count;
+			if (!tags_may_match(ies[i].tag_hash, tag_hashes, ntags)) {
+				/* The index says no message of this batch can match. */
+				if (skip_to > cur)
+					cur = skip_to;
+				continue;
+			}
 			rc = load_entry(st, ies[i].log_pos, res, &e, &b);
 			if (!rc && (e.queue_offset != ies[i].first_offset || e.queue_id != queue_id ||
 				    !cfx_view_eq(e.topic, topic)))

@@ -199,6 +199,18 @@ int cfx_store_read(struct cfx_store *st, struct cfx_view topic, uint32_t queue_i
 		   struct cfx_read_result *res);
 
 /*
+ * As cfx_store_read, but whole batches whose index entry shows that none of
+ * their messages has one of the tags (`tag_hashes`, cfx_tag_hash values; a
+ * batch of mixed tags is read and left to the caller to filter) are skipped
+ * without being read: next_offset moves past them, also when no message is
+ * returned. Offsets between `offset`, the returned messages and next_offset
+ * that are not returned were skipped. tag_hashes NULL = no filter.
+ */
+int cfx_store_read_tags(struct cfx_store *st, struct cfx_view topic, uint32_t queue_id,
+			uint64_t offset, uint32_t max_msgs, size_t max_bytes,
+			const uint32_t *tag_hashes, uint32_t ntags, struct cfx_read_result *res);
+
+/*
  * The offset the next message appended to the queue will get (messages
  * below it may still be on their way to the index). A consumer that starts
  * "from now on" starts here.

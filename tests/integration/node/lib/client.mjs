@@ -504,3 +504,109 @@ function dumpLogOf(lg, lines = 200) {
   process.stderr.write(`==== client log ${lg.name} (last ${tail.length} lines)\n` +
     tail.join('\n') + '\n==== end of client log\n');
 }
+
+/* ------------------------------------------------------------------------
+ * Messaging semantics (05-dlq … 09-transaction): the admin routes for
+ * groups and their dead-letter queues, stored messages, SQL92 filters,
+ * transactional producers. Added for those files; nothing above depends on
+ * this section.
+ * ---------------------------------------------------------------------- */
+
+/** More RocketMQ status codes (apache.rocketmq.v2.Code) for those files. */
+export const MoreCode = Object.freeze({
+  ILLEGAL_FILTER_EXPRESSION: 40010,
+  ILLEGAL_DELIVERY_TIME: 40012,
+});
+
+/** apache.rocketmq.v2.TransactionResolution, what a transaction checker returns. */
+export const TransactionResolution = Object.freeze({ UNSPECIFIED: 0, COMMIT: 1, ROLLBACK: 2 });
+
+/* An import of its own, so that the lines above stay as they were. */
+import { FilterExpression } from 'rocketmq-client-nodejs';
+
+/** apache.rocketmq.v2.FilterType.SQL (the client does not export the enum). */
+const FILTER_TYPE_SQL = 2;
+
+/** A SQL92 subscription expression, to put in `subscriptions` instead of a tag string. */
+export function sqlFilter(expression) {
+  return new FilterExpression(expression, FILTER_TYPE_SQL);
+}
+
+/**
+ * One request to the admin HTTP API. Resolves {status, text, json} whatever
+ * the status (json is undefined when the body is not JSON); rejects only when
+ * there is no answer.
+ */
+export async function adminRequest(server, method, urlPath, body) {
+  const init = { method, signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS) };
+  if (body !== undefined) {
+    init.headers = { 'content-type': 'application/json' };
+    init.body = JSON.stringify(body);
+  }
+  let res;
+  try {
+    res = await fetch(`${server.httpBase}${urlPath}`, init);
+  } catch (err) {
+    throw new Error(`${method} ${urlPath}: ${err.cause?.message ?? err.message}`, { cause: err });
+  }
+  const text = await res.text();
+  let json;
+  try {
+    json = text ? JSON.parse(text) : undefined;
+  } catch {
+    json = undefined;
+  }
+  return { status: res.status, text, json };
+}
+
+/** adminRequest() that throws unless the status is 2xx; returns the JSON answer. */
+export async function adminJson(server, method, urlPath, body) {
+  const r = await adminRequest(server, method, urlPath, body);
+  if (r.status < 200 || r.status > 299) {
+    throw new Error(`${method} ${urlPath}${body !== undefined ? ' ' + JSON.stringify(body) : ''} ` +
+      `answered ${r.status}: ${r.text}`);
+  }
+  return r.json;
+}
+
+/**
+ * Creates a group through the admin HTTP API: POST /v1/groups with
+ * `spec` = {"name", "fifo"?, "retry"?}. Returns the group as answered.
+ */
+export async function createGroup(server, spec) {
+  return adminJson(server, 'POST', '/v1/groups', spec);
+}
+
+/** GET /v1/groups/{group}/dlq: {"messages": [...]} of the group's dead-letter queue. */
+export async function getDlq(server, group) {
+  return adminJson(server, 'GET', `/v1/groups/${encodeURIComponent(group)}/dlq`);
+}
+
+/** POST /v1/groups/{group}/dlq/redrive: sends the dead letters back; returns the answer. */
+export async function redriveDlq(server, group, body) {
+  return adminJson(server, 'POST', `/v1/groups/${encodeURIComponent(group)}/dlq/redrive`, body);
+}
+
+/** The body bytes of a message as the admin API shows it (body_base64, else body as text). */
+export function adminBody(entry) {
+  if (typeof entry.body_base64 === 'string') return Buffer.from(entry.body_base64, 'base64');
+  return Buffer.from(entry.body ?? '', 'utf8');
+}
+
+/** GET /v1/messages?topic&queue&offset&count: stored messages of one queue. */
+export async function readStored(server, topic, queue = 0, offset = 0, count = 100) {
+  const q = new URLSearchParams({ topic, queue: String(queue), offset: String(offset), count: String(count) });
+  return adminJson(server, 'GET', `/v1/messages?${q}`);
+}
+
+/**
+ * A started Producer with a transaction checker: `check(view)` is called for
+ * each RecoverOrphanedTransactionCommand the server sends on the Telemetry
+ * stream and returns a TransactionResolution (UNSPECIFIED = no answer).
+ */
+export async function startTransactionalProducer(server, { topics = [], check, name = 'tx-producer' } = {}) {
+  const logger = new MemoryLogger(name);
+  const producer = new Producer({ ...baseOptions(server, logger), topics, checker: { check } });
+  producer.testLogger = logger;
+  return startClient(producer, name);
+}
