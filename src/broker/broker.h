@@ -310,6 +310,15 @@ int cfx_broker_change_invisible(struct cfx_broker *br, struct cfx_view group,
 				char *new_handle);
 
 /*
+ * Keeps an in-flight message invisible until `invisible_ms` from now (never
+ * shortens it), with the same handle: for consumers whose front end renews
+ * on their behalf while they work (RocketMQ auto-renew). Errors as
+ * cfx_broker_ack, CFX_ERANGE for a bad duration.
+ */
+int cfx_broker_renew(struct cfx_broker *br, struct cfx_view group, struct cfx_view topic,
+		     const char *handle, int64_t invisible_ms);
+
+/*
  * Moves an in-flight message to the group's dead-letter queue
  * (`%DLQ%<group>`, created on demand, one queue), with properties
  * DLQ_ORIGIN_TOPIC and DLQ_ORIGIN_MESSAGE_ID, then acknowledges it. `cb`

@@ -1737,14 +1737,16 @@ static int handle_slot(struct cfx_broker *br, struct cfx_view g, struct cfx_view
 
 	if (handle_decode(br, g, t, text, h))
 		return CFX_EINVAL;
-	if (h->pop_ms + h->invisible_ms <= cfx_clock_wall_ms())
-		return CFX_EINVAL; /* expired: the message may be redelivered already */
 	c = cursor_find(br, g, t, h->queue);
 	if (!c || h->offset < c->committed || h->offset >= c->next)
 		return CFX_EINVAL;
 	s = slot_of(c, h->offset);
 	if (s->state != SLOT_INFLIGHT || s->pop_id != h->pop_id)
 		return CFX_EINVAL; /* acknowledged, or superseded by a newer handle */
+	/* The slot decides expiry (a renewal moves it; the handle keeps its
+	 * original times). Expired: the message may be redelivered already. */
+	if (s->visible_at <= cfx_clock_wall_ms())
+		return CFX_EINVAL;
 	*cp = c;
 	*sp = s;
 	return 0;
@@ -1836,6 +1838,30 @@ int cfx_broker_change_invisible(struct cfx_broker *br, struct cfx_view group,
 	if (wake)
 		broker__wake(br, group, topic); /* a negative ack: visible now */
 	return rc;
+}
+
+int cfx_broker_renew(struct cfx_broker *br, struct cfx_view group, struct cfx_view topic,
+		     const char *handle, int64_t invisible_ms)
+{
+	int64_t now = cfx_clock_wall_ms();
+	struct handle h;
+	struct cursor *c;
+	struct slot *s;
+	int rc, frc;
+
+	if (invisible_ms <= 0 || invisible_ms > UINT32_MAX)
+		return CFX_ERANGE;
+	pthread_mutex_lock(&br->pop_mu);
+	rc = handle_slot(br, group, topic, handle, &h, &c, &s);
+	if (!rc && s->visible_at < now + invisible_ms) {
+		struct rec r = { .type = REC_CHANGE, .cursor = c->id, .offset = h.offset,
+				 .pop_id = s->pop_id, .visible_at = now + invisible_ms };
+		rc = journal(br, &r);
+		if (!rc)
+			s->visible_at = now + invisible_ms;
+	}
+	frc = pop_unlock(br);
+	return rc ? rc : frc;
 }
 
 /* ------------------------------------------------------------------------

@@ -306,6 +306,7 @@ int main(int argc, char **argv)
 								  : CFX_DURABILITY_ASYNC;
 		ro.max_body_bytes = s.message_body_max;
 		ro.long_poll_max_ms = s.long_poll_max_ms;
+		ro.auto_renew_invisible_ms = s.auto_renew_invisible_ms;
 		rmq = rmq_service_new(br, &ro);
 		struct cfx_listener_opts lo = { .name = "grpc",
 						.addr = s.grpc_listen,

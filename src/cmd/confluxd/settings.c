@@ -109,6 +109,10 @@ const struct cfx_conf_def cfx_settings_table[] = {
 	  1, 60000, NULL, 0,
 	  "How often consumption state (acks) is flushed to disk: what a power failure can "
 	  "forget and redeliver." },
+	{ "broker.auto_renew_invisible", NULL, CFX_CONF_DURATION, OFF(auto_renew_invisible_ms),
+	  "60s", 2000, 3600000, NULL, 0,
+	  "Invisible duration of messages received by auto-renewing (push) consumers; renewed "
+	  "while the consumer works on them and is alive." },
 	{ "broker.timer_max", NULL, CFX_CONF_DURATION, OFF(timer_max_ms), "3d", 1000,
 	  30LL * 24 * 3600 * 1000, NULL, 0,
 	  "Longest delay of a delayed message (keep store.retention_time above it)." },

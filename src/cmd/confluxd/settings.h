@@ -48,6 +48,7 @@ struct cfx_settings {
 	int64_t long_poll_max_ms;
 	int64_t pop_flush_interval_ms;
 	int64_t timer_max_ms;
+	int64_t auto_renew_invisible_ms;
 	int64_t txn_check_first_ms;
 	int64_t txn_check_interval_ms;
 	int64_t txn_check_max;

@@ -41,6 +41,7 @@ struct rmq_service {
 	struct rmq_client *clients;
 	uint32_t nclients;
 	struct rmq_producer *producers; /* Telemetry streams of producers */
+	struct rmq_renewer *renewer;	/* rmq_renew.c */
 	uint64_t next_producer_id;
 	uint32_t next_check;
 };
@@ -85,6 +86,18 @@ struct rmq_msg {
 void rmq_msg_fill(struct rmq_msg *b, struct rmq_service *svc, const char *topic,
 		  const struct cfx_msg_view *v, uint32_t queue);
 void rmq_msg_free(struct rmq_msg *b);
+
+/* Has client `id` been heard from (Heartbeat, Telemetry settings) within max_silence_ms? */
+int rmq_client_alive(struct rmq_service *svc, const char *id, int64_t max_silence_ms);
+
+/* rmq_renew.c: invisible-time renewal of messages delivered to auto-renewing receives. */
+void rmq_renew_start(struct rmq_service *svc);
+void rmq_renew_stop(struct rmq_service *svc);
+void rmq_renew_add(struct rmq_service *svc, const char *group, const char *topic,
+		   const char *handle, const char *client, int64_t invisible_ms);
+/* The message of `handle` was acknowledged, changed or dead-lettered: stop renewing it. */
+void rmq_renew_remove(struct rmq_service *svc, const char *handle);
+size_t rmq_renew_count(struct rmq_service *svc);
 
 /* A Resource's name as a view (namespace ignored). */
 struct cfx_view rmq_resource(const PB(Resource) * r);

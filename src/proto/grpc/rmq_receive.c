@@ -30,6 +30,7 @@ struct recv_state {
 	char **tags;
 	uint32_t ntags;
 	struct cfx_sql_filter *sql;
+	char *client;		 /* auto_renew: the client to renew for, else NULL */
 	int64_t until_ms;	 /* monotonic: answer "not found" at this time */
 	struct cfx_timer timer;
 	uint64_t watch_id;
@@ -47,6 +48,7 @@ static void state_free(struct recv_state *rs)
 		cfx_free(rs->tags[i]);
 	cfx_free(rs->tags);
 	cfx_sql_free(rs->sql);
+	cfx_free(rs->client);
 	cfx_free(rs->group);
 	cfx_free(rs->topic);
 	cfx_free(rs);
@@ -342,8 +344,12 @@ static void try_receive(struct grpc_call *call, struct recv_state *rs)
 	} else if (res.count) {
 		cfx_timer_stop(grpc_call_loop(call), &rs->timer);
 		send_status(call, RMQ_CODE(OK), "OK");
-		for (uint32_t i = 0; i < res.count; i++)
+		for (uint32_t i = 0; i < res.count; i++) {
 			send_message(call, rs, &res.msgs[i], rs->req.invisible_ms);
+			if (rs->client)
+				rmq_renew_add(svc, rs->group, rs->topic, res.msgs[i].handle, rs->client,
+					      rs->req.invisible_ms);
+		}
 		finish_receive(call);
 	} else if (cfx_clock_mono_ms() >= rs->until_ms) {
 		answer_error(call, RMQ_CODE(MESSAGE_NOT_FOUND), "no new message");
@@ -470,6 +476,8 @@ void rmq_receive_message(struct grpc_call *call, const uint8_t *msg, size_t len)
 	rs->req.max_msgs = req->batch_size > 0 && req->batch_size <= BATCH_MAX ? (uint32_t)req->batch_size
 									      : BATCH_MAX;
 	rs->req.invisible_ms = invisible;
+	if (req->auto_renew)
+		rs->client = cfx_strdup(rmq_client_id(call));
 	rs->until_ms = now + poll;
 	grpc_call_set_data(call, rs);
 	try_receive(call, rs);
@@ -507,8 +515,10 @@ void rmq_ack_message(struct grpc_call *call, const uint8_t *msg, size_t len)
 	est = cfx_calloc(req->n_entries + 1, sizeof *est);
 	const char **handles = cfx_calloc(req->n_entries + 1, sizeof *handles);
 	int *errs = cfx_calloc(req->n_entries + 1, sizeof *errs);
-	for (size_t i = 0; i < req->n_entries; i++)
+	for (size_t i = 0; i < req->n_entries; i++) {
 		handles[i] = req->entries[i]->receipt_handle;
+		rmq_renew_remove(svc, handles[i]);
+	}
 	cfx_broker_ack_many(svc->br, rmq_resource(req->group), rmq_resource(req->topic), handles,
 			    (uint32_t)req->n_entries, errs);
 	for (size_t i = 0; i < req->n_entries; i++) {
@@ -560,6 +570,7 @@ void rmq_change_invisible(struct grpc_call *call, const uint8_t *msg, size_t len
 	}
 	resp.status = &st;
 	d = dur_ms(req->invisible_duration);
+	rmq_renew_remove(svc, req->receipt_handle); /* the consumer decides from now on */
 	if (!rmq_client_id(call)) {
 		st.code = RMQ_CODE(CLIENT_ID_REQUIRED);
 		st.message = "x-mq-client-id is required";
@@ -630,6 +641,7 @@ void rmq_forward_dlq(struct grpc_call *call, const uint8_t *msg, size_t len)
 		grpc_call_finish(call, GRPC_INVALID_ARGUMENT, "malformed request");
 		return;
 	}
+	rmq_renew_remove(svc, req->receipt_handle);
 	dc = cfx_calloc(1, sizeof *dc);
 	grpc_call_ref_init(&dc->ref, call);
 	rc = rmq_client_id(call) ? cfx_broker_forward_dlq(svc->br, rmq_resource(req->group),

@@ -149,6 +149,18 @@ static int client_touch(struct rmq_service *svc, const char *id, int type, const
 	return rc;
 }
 
+int rmq_client_alive(struct rmq_service *svc, const char *id, int64_t max_silence_ms)
+{
+	struct rmq_client *c;
+	int alive;
+
+	pthread_mutex_lock(&svc->clients_mu);
+	c = client_find(svc, id);
+	alive = c && cfx_clock_mono_ms() - c->last_seen_ms <= max_silence_ms;
+	pthread_mutex_unlock(&svc->clients_mu);
+	return alive;
+}
+
 static int client_forget(struct rmq_service *svc, const char *id)
 {
 	struct rmq_client **pp, *c = NULL;
@@ -885,6 +897,7 @@ struct rmq_service *rmq_service_new(struct cfx_broker *br, const struct rmq_opts
 		svc->grpc.message_bytes_max = 256u << 20;
 	pthread_mutex_init(&svc->clients_mu, NULL);
 	cfx_broker_set_txn_checker(br, txn_check, svc);
+	rmq_renew_start(svc);
 	return svc;
 }
 
@@ -893,6 +906,7 @@ void rmq_service_free(struct rmq_service *svc)
 	if (!svc)
 		return;
 	cfx_broker_set_txn_checker(svc->br, NULL, NULL);
+	rmq_renew_stop(svc);
 	while (svc->clients) {
 		struct rmq_client *c = svc->clients;
 		svc->clients = c->next;

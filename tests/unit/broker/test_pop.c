@@ -679,6 +679,36 @@ static void test_fifo_order(void **state)
 	cfx_pop_result_free(&res);
 }
 
+
+static void test_renew_keeps_the_handle(void **state)
+{
+	struct fx *f = *state;
+	struct cfx_pop_result res, again;
+	struct sent s;
+	char h[CFX_HANDLE_MAX];
+
+	cfx_pop_result_init(&res);
+	cfx_pop_result_init(&again);
+	assert_int_equal(cfx_broker_topic_create(f->br, "rn", CFX_MSG_NORMAL, 1), 0);
+	assert_int_equal(cfx_broker_subscribe(f->br, CFX_VIEW_STR("g"), CFX_VIEW_STR("rn")), 0);
+	send_n(f, "rn", "r", 1, NULL, NULL, &s);
+	assert_int_equal(pop(f, "g", "rn", 8, 300, &res), 1);
+	snprintf(h, sizeof h, "%s", res.msgs[0].handle);
+	assert_int_equal(cfx_broker_renew(f->br, CFX_VIEW_STR("g"), CFX_VIEW_STR("rn"), h, 5000), 0);
+	assert_int_equal(cfx_broker_renew(f->br, CFX_VIEW_STR("g"), CFX_VIEW_STR("other"), h, 5000),
+			 CFX_EINVAL);
+	usleep(500000); /* past the first invisible duration */
+	assert_int_equal(pop(f, "g", "rn", 8, 300, &again), 0); /* still invisible */
+	/* The renewal survives a restart, and the original handle still acks. */
+	reopen(f);
+	assert_int_equal(pop(f, "g", "rn", 8, 300, &again), 0);
+	assert_int_equal(cfx_broker_ack(f->br, CFX_VIEW_STR("g"), CFX_VIEW_STR("rn"), h), 0);
+	assert_int_equal(cfx_broker_renew(f->br, CFX_VIEW_STR("g"), CFX_VIEW_STR("rn"), h, 5000),
+			 CFX_EINVAL);
+	cfx_pop_result_free(&res);
+	cfx_pop_result_free(&again);
+}
+
 static atomic_int woken;
 
 static void wake_cb(void *arg)
@@ -763,6 +793,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_delayed_messages, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_transactions, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_fifo_order, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_renew_keeps_the_handle, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_watch_fires_on_new_message, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_pop_state_survives_restart_and_crash, setup,
 						teardown),
