@@ -714,6 +714,88 @@ int cfx_store_read_tags(struct cfx_store *st, struct cfx_view topic, uint32_t qu
 	return res->count ? 0 : rc;
 }
 
+int cfx_store_read_batches(struct cfx_store *st, struct cfx_view topic, uint32_t queue_id,
+			   uint64_t offset, size_t max_bytes, struct cfx_batch_ref *out,
+			   uint32_t max_refs, uint32_t *nout, struct cfx_read_result *res)
+{
+	struct cfx_idx_entry ies[READ_IDX_CHUNK];
+	size_t bytes = 0;
+	struct queue *q;
+	uint64_t ord;
+	int rc;
+
+	*nout = 0;
+	cfx_read_result_release(res);
+	res->next_offset = offset;
+	res->start_offset = res->end_offset = 0;
+	rc = check_target(st, topic, queue_id);
+	if (rc)
+		return rc;
+	q = store__queue_get(st, topic, queue_id, 0);
+	if (!q)
+		return offset == 0 ? 0 : CFX_EOFFSET;
+	res->start_offset = atomic_load(&q->start_offset);
+	res->end_offset = atomic_load_explicit(&q->end_offset, memory_order_acquire);
+	if (offset < res->start_offset || offset > res->end_offset)
+		return CFX_EOFFSET;
+	if (offset == res->end_offset || max_refs == 0)
+		return 0;
+	pthread_mutex_lock(&q->mu);
+	rc = cq__find_offset(q, offset, &ord);
+	pthread_mutex_unlock(&q->mu);
+	if (rc)
+		return rc;
+	while (*nout < max_refs && (*nout == 0 || bytes < max_bytes)) {
+		uint32_t n = 0;
+
+		pthread_mutex_lock(&q->mu);
+		while (n < READ_IDX_CHUNK && ord + n < q->entries && !rc)
+			rc = cq__get(q, ord + n, &ies[n]), n += !rc;
+		pthread_mutex_unlock(&q->mu);
+		if (n == 0)
+			break;
+		for (uint32_t i = 0; i < n && !rc; i++) {
+			struct seg *seg = seglist__find(&st->segs, ies[i].log_pos);
+			const char *why = NULL;
+			struct cfx_entry e;
+
+			if (*nout == max_refs || (*nout && bytes >= max_bytes))
+				break;
+			if (!seg) {
+				rc = CFX_EOFFSET; /* deleted by retention meanwhile */
+				break;
+			}
+			rc = cfx_entry_decode(seg->map + (ies[i].log_pos - seg->base),
+					      seg->size - (ies[i].log_pos - seg->base), ies[i].log_pos,
+					      st->o.verify_crc_on_read, &e, &why);
+			if (!rc && (e.type != CFX_ENTRY_BATCH || e.queue_offset != ies[i].first_offset ||
+				    e.queue_id != queue_id || !cfx_view_eq(e.topic, topic)))
+				rc = CFX_ECORRUPT;
+			if (rc) {
+				if (rc != CFX_EOFFSET)
+					STORE_CORRUPT(seg->path, ies[i].log_pos - seg->base,
+						      why ? why : "bad entry");
+				seg__unref(seg);
+				rc = rc == CFX_EOFFSET ? rc : CFX_ECORRUPT;
+				break;
+			}
+			res_keep(res, seg);
+			out[*nout] = (struct cfx_batch_ref){ .p = e.payload.p,
+							     .len = e.payload.len,
+							     .first_offset = e.queue_offset,
+							     .count = e.msg_count,
+							     .store_ms = e.store_ms };
+			(*nout)++;
+			bytes += e.payload.len;
+			res->next_offset = e.queue_offset + e.msg_count;
+		}
+		if (rc)
+			break;
+		ord += n;
+	}
+	return *nout ? 0 : rc;
+}
+
 uint64_t cfx_store_queue_next_offset(struct cfx_store *st, struct cfx_view topic, uint32_t queue_id)
 {
 	struct queue *q;

@@ -210,6 +210,29 @@ int cfx_store_read_tags(struct cfx_store *st, struct cfx_view topic, uint32_t qu
 			uint64_t offset, uint32_t max_msgs, size_t max_bytes,
 			const uint32_t *tag_hashes, uint32_t ntags, struct cfx_read_result *res);
 
+/* A stored batch as it is in the log: a RecordBatch v2 (baseOffset set). */
+struct cfx_batch_ref {
+	const uint8_t *p; /* in the mapped log: valid while `res` pins it */
+	size_t len;
+	uint64_t first_offset;
+	uint32_t count;
+	int64_t store_ms;
+};
+
+/*
+ * The stored batches of (topic, queue_id) from the one holding `offset`
+ * (which may begin before it), in order, until they total max_bytes (the
+ * first is returned whatever its size) or max_refs of them: the bytes the
+ * Kafka front end serves without decoding them, compressed ones included.
+ * `res` pins the segments (release it with cfx_read_result_free) and gets
+ * start_offset, end_offset and next_offset (after the last batch). Returns
+ * 0 (*nout may be 0 at the end of the queue) or the errors of
+ * cfx_store_read. @thread any
+ */
+int cfx_store_read_batches(struct cfx_store *st, struct cfx_view topic, uint32_t queue_id,
+			   uint64_t offset, size_t max_bytes, struct cfx_batch_ref *out,
+			   uint32_t max_refs, uint32_t *nout, struct cfx_read_result *res);
+
 /*
  * The offset the next message appended to the queue will get (messages
  * below it may still be on their way to the index). A consumer that starts

@@ -127,6 +127,54 @@ static void test_read_middle_of_batch_and_limits(void **state)
 	cfx_read_result_free(&res);
 }
 
+
+static void test_read_batches_as_stored(void **state)
+{
+	struct fx *f = *state;
+	struct cfx_read_result res;
+	struct cfx_batch_ref refs[8];
+	uint32_t n;
+
+	tu_append(f->st, "t", 0, 0, 5, CFX_DURABILITY_ASYNC);
+	tu_append(f->st, "t", 0, 5, 5, CFX_DURABILITY_ASYNC);
+	tu_append(f->st, "t", 0, 10, 5, CFX_DURABILITY_ASYNC);
+	assert_int_equal(cfx_store_wait_dispatched(f->st, 5000), 0);
+	cfx_read_result_init(&res);
+	/* From inside the second batch: the second and third, whole, as stored. */
+	assert_int_equal(cfx_store_read_batches(f->st, TU_TOPIC("t"), 0, 7, 1 << 20, refs, 8, &n,
+						&res), 0);
+	assert_int_equal(n, 2);
+	assert_int_equal(refs[0].first_offset, 5);
+	assert_int_equal(refs[1].first_offset, 10);
+	assert_int_equal(res.next_offset, 15);
+	for (uint32_t i = 0; i < n; i++) {
+		struct cfx_batch_rd b;
+		struct cfx_msg_view m;
+		const char *why;
+		assert_int_equal(refs[i].count, 5);
+		/* A RecordBatch v2 whose baseOffset is the queue offset: Kafka's form. */
+		assert_int_equal(cfx_load_be64(refs[i].p), refs[i].first_offset);
+		assert_int_equal(cfx_batch_open(&b, refs[i].p, refs[i].len, 1, &why), 0);
+		for (uint32_t k = 0; k < 5; k++) {
+			assert_int_equal(cfx_batch_next(&b, &m, &why), 1);
+			assert_int_equal(m.offset, refs[i].first_offset + k);
+			assert_true(tu_msg_ok(&m, "t", 0));
+		}
+	}
+	/* A byte limit below one batch still returns one. */
+	assert_int_equal(cfx_store_read_batches(f->st, TU_TOPIC("t"), 0, 0, 1, refs, 8, &n, &res),
+			 0);
+	assert_int_equal(n, 1);
+	assert_int_equal(res.next_offset, 5);
+	/* At the end nothing; past it out of range. */
+	assert_int_equal(cfx_store_read_batches(f->st, TU_TOPIC("t"), 0, 15, 1 << 20, refs, 8, &n,
+						&res), 0);
+	assert_int_equal(n, 0);
+	assert_int_equal(cfx_store_read_batches(f->st, TU_TOPIC("t"), 0, 16, 1 << 20, refs, 8, &n,
+						&res), CFX_EOFFSET);
+	cfx_read_result_free(&res);
+}
+
 static void test_validation_errors(void **state)
 {
 	struct fx *f = *state;
@@ -555,6 +603,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_round_trip_all_fields, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_read_middle_of_batch_and_limits, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_read_batches_as_stored, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_validation_errors, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_segment_roll_over_and_reopen, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_offset_for_time, setup, teardown),
