@@ -171,6 +171,9 @@ struct cfx_send_msg broker__copy(const struct cfx_msg_view *v, const struct cfx_
 int broker__released(struct cfx_broker *br, const struct cfx_msg_view *v, const char *id_prop,
 		     uint64_t id);
 
+/* Applies journal records from memory, as a replay does (tests, fuzzing). */
+int pop__replay_bytes(struct cfx_broker *br, const uint8_t *p, size_t len);
+
 /* Marks entry `offset` of system queue `kind` done (journaled); CFX_EEXIST if it was. */
 int pop__sys_done(struct cfx_broker *br, int kind, uint64_t offset);
 int pop__sys_is_done(struct cfx_broker *br, int kind, uint64_t offset);

@@ -72,6 +72,12 @@ enum rec_type {
 };
 
 #define REC_BYTES_MAX 512
+/* Bounds on what replayed records may make the state allocate (a damaged
+ * journal that still passes its CRCs must not exhaust memory): windows far
+ * beyond any inflight_max, done-sets far beyond any timer backlog. */
+#define REPLAY_WINDOW_MAX (1u << 22)
+#define SYSDONE_BITS_MAX (1ull << 31)
+#define REPLAY_CURSORS_MAX (1u << 24)
 
 static int pop_unlock(struct cfx_broker *br);
 #define WINDOW_MAX_DEFAULT 65536
@@ -225,6 +231,12 @@ static void sysdone_set(struct sysdone *d, uint64_t off)
 	if (off < d->base)
 		return;
 	uint64_t i = off - d->base;
+	if (i >= SYSDONE_BITS_MAX) {
+		cfx_log_ratelimited(CFX_LOG_ERROR, "broker: a system-queue entry %" PRIu64
+				    " ahead of the oldest open one (%" PRIu64 ") is not recorded",
+				    off, d->base);
+		return;
+	}
 	if (i / 64 >= d->nw) {
 		uint32_t nw = d->nw ? d->nw : 16;
 		while (nw <= i / 64)
@@ -541,6 +553,9 @@ static void apply(struct cfx_broker *br, const struct rec *r)
 
 	switch (r->type) {
 	case REC_DEFINE:
+		if (r->cursor >= REPLAY_CURSORS_MAX || cursor_by_id(br, r->cursor) ||
+		    r->group.len > 255 || r->topic.len > 255)
+			return; /* damaged: ids are dense and names short */
 		if (!cursor_find(br, r->group, r->topic, r->queue))
 			cursor_new(br, r->cursor, r->group, r->topic, r->queue, r->offset);
 		return;
@@ -564,7 +579,7 @@ static void apply(struct cfx_broker *br, const struct rec *r)
 	case REC_STATE:
 		c->committed = c->next = r->offset;
 		c->next_pop_id = r->pop_id;
-		if (r->next > r->offset && window_reserve(c, r->next, UINT32_MAX) == 0) {
+		if (r->next > r->offset && window_reserve(c, r->next, REPLAY_WINDOW_MAX) == 0) {
 			for (uint64_t o = r->offset; o < r->next; o++)
 				*slot_of(c, o) = (struct slot){ .state = SLOT_DONE };
 			c->next = r->next; /* POP records follow for the in-flight ones */
@@ -576,7 +591,7 @@ static void apply(struct cfx_broker *br, const struct rec *r)
 	case REC_SKIP:
 		if (r->offset < c->committed)
 			break;
-		if (window_reserve(c, r->offset + 1, UINT32_MAX))
+		if (window_reserve(c, r->offset + 1, REPLAY_WINDOW_MAX))
 			break;
 		while (c->next <= r->offset) /* gaps cannot happen; keep them DONE if they do */
 			*slot_of(c, c->next++) = (struct slot){ .state = SLOT_DONE };
@@ -611,7 +626,7 @@ static void apply(struct cfx_broker *br, const struct rec *r)
 			c->committed = c->next = r->next; /* nothing in flight: no slots needed */
 			break;
 		}
-		if (window_reserve(c, r->next, UINT32_MAX))
+		if (window_reserve(c, r->next, REPLAY_WINDOW_MAX))
 			break;
 		while (c->next < r->next)
 			*slot_of(c, c->next++) = (struct slot){ .state = SLOT_DONE };
@@ -744,15 +759,16 @@ static int snapshot_write(struct cfx_broker *br)
 	return 0;
 }
 
+static int replay_buf(struct cfx_broker *br, const char *path, const uint8_t *data, size_t len,
+		      uint64_t *snap_seq, int is_journal, uint64_t *valid_bytes);
+
 static int replay_file(struct cfx_broker *br, const char *name, uint64_t *snap_seq, int is_journal,
 		       uint64_t *valid_bytes)
 {
 	char path[PATH_MAX];
-	struct cfx_reader rd;
 	struct stat stbuf;
 	uint8_t *data;
-	struct rec r;
-	int fd, rc = 0;
+	int fd, rc;
 
 	path_in(br, name, path, sizeof path);
 	fd = br->fops->open(path, O_RDONLY, 0);
@@ -766,7 +782,19 @@ static int replay_file(struct cfx_broker *br, const char *name, uint64_t *snap_s
 		return CFX_EIO;
 	}
 	br->fops->close(fd);
-	rd = cfx_reader_make(data, (size_t)stbuf.st_size);
+	rc = replay_buf(br, path, data, (size_t)stbuf.st_size, snap_seq, is_journal, valid_bytes);
+	cfx_free(data);
+	return rc;
+}
+
+/* Applies the records of a snapshot or journal image. @locks pop_mu */
+static int replay_buf(struct cfx_broker *br, const char *path, const uint8_t *data, size_t len,
+		      uint64_t *snap_seq, int is_journal, uint64_t *valid_bytes)
+{
+	struct cfx_reader rd = cfx_reader_make(data, len);
+	struct rec r;
+	int rc = 0;
+
 	for (;;) {
 		size_t at = rd.pos;
 		int d = rec_decode(&rd, &r);
@@ -794,7 +822,17 @@ static int replay_file(struct cfx_broker *br, const char *name, uint64_t *snap_s
 	}
 	if (valid_bytes)
 		*valid_bytes = rd.pos;
-	cfx_free(data);
+	return rc;
+}
+
+int pop__replay_bytes(struct cfx_broker *br, const uint8_t *p, size_t len)
+{
+	uint64_t snap_seq = 0;
+	int rc;
+
+	pthread_mutex_lock(&br->pop_mu);
+	rc = replay_buf(br, "(bytes)", p, len, &snap_seq, 1, NULL);
+	pthread_mutex_unlock(&br->pop_mu);
 	return rc;
 }
 
