@@ -373,6 +373,9 @@ for m in \
 	'conflux_store_flush_duration_seconds_bucket{le="10"} ' \
 	'conflux_store_flush_duration_seconds_count ' \
 	'# TYPE conflux_store_flush_duration_seconds histogram' \
+	'conflux_delayed_messages_pending 0' \
+	'conflux_transactions_open 0' \
+	'# TYPE conflux_timer_wheel_bytes gauge' \
 	'# TYPE conflux_topic_messages_in_total counter' \
 	'# TYPE conflux_group_lag_messages gauge'; do
 	grep -qF "$m" "$T/metrics" || fail "metric line \"$m\" missing"

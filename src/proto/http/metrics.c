@@ -336,6 +336,21 @@ static void render_store(struct cfx_broker *br, struct cfx_writer *out)
 		  "Time of one fdatasync of a commit-log segment.", &lat.flush);
 }
 
+static void render_messaging(struct cfx_broker *br, struct cfx_writer *out)
+{
+	size_t wheel_bytes = 0, timers = cfx_broker_timers_pending(br, &wheel_bytes);
+
+	family(out, "conflux_delayed_messages_pending", "gauge",
+	       "Delayed messages waiting for their delivery time.");
+	sample(out, "conflux_delayed_messages_pending", NULL, NULL, NULL, NULL, timers);
+	family(out, "conflux_timer_wheel_bytes", "gauge",
+	       "Memory of the timing wheel that holds the pending delayed messages.");
+	sample(out, "conflux_timer_wheel_bytes", NULL, NULL, NULL, NULL, wheel_bytes);
+	family(out, "conflux_transactions_open", "gauge",
+	       "Half messages of transactions neither committed nor rolled back yet.");
+	sample(out, "conflux_transactions_open", NULL, NULL, NULL, NULL, cfx_broker_txn_open(br));
+}
+
 void metrics_render(struct admin_service *svc, struct cfx_writer *out)
 {
 	struct cfx_broker *br = svc->o.br;
@@ -350,6 +365,7 @@ void metrics_render(struct admin_service *svc, struct cfx_writer *out)
 	render_topics(br, &topics, out);
 	render_groups(br, &topics, &groups, out);
 	render_store(br, out);
+	render_messaging(br, out);
 	names_free(&topics);
 	names_free(&groups);
 }
