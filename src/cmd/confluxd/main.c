@@ -22,6 +22,7 @@
 #include "net/conn.h"
 #include "net/tls.h"
 #include "proto/grpc/rmq.h"
+#include "proto/kafka/kafka.h"
 #include "proto/http/admin.h"
 #include "store/store.h"
 
@@ -157,10 +158,10 @@ static void bound_addr(const char *addr, int port, char *out, size_t len)
 /* The secure default: no listener beyond loopback without authentication. */
 static int check_exposure(const struct cfx_settings *s)
 {
-	const char *addrs[] = { s->grpc_listen, s->http_listen };
-	const char *names[] = { "grpc.listen", "http.listen" };
+	const char *addrs[] = { s->grpc_listen, s->http_listen, s->kafka_listen };
+	const char *names[] = { "grpc.listen", "http.listen", "kafka.listen" };
 
-	for (int i = 0; i < 2; i++) {
+	for (int i = 0; i < 3; i++) {
 		if (!listen_enabled(addrs[i]) || is_loopback(addrs[i]))
 			continue;
 		if (!s->allow_anonymous) {
@@ -224,6 +225,8 @@ int main(int argc, char **argv)
 	struct rmq_opts ro;
 	struct admin_service *admin = NULL;
 	char grpc_addr[ADMIN_ADDR_MAX] = "", http_addr[ADMIN_ADDR_MAX] = "";
+	char kafka_addr[ADMIN_ADDR_MAX] = "";
+	struct kafka_service *kafka = NULL;
 	int port;
 	sigset_t sigs;
 	int rc, sig, nthreads;
@@ -341,9 +344,37 @@ int main(int argc, char **argv)
 			cfx_log_info("http: the admin API and /metrics are on %s", http_addr);
 		}
 	}
+	if (!rc && listen_enabled(s.kafka_listen)) {
+		struct kafka_opts ko;
+		char host[256];
+		int aport = 0;
+
+		kafka_opts_default(&ko);
+		if (*s.kafka_advertised &&
+		    cfx_parse_hostport(s.kafka_advertised, host, sizeof host, &aport) == 0) {
+			ko.advertised_host = host;
+			ko.advertised_port = aport;
+		}
+		kafka = kafka_service_new(br, &ko);
+		struct cfx_listener_opts lo = { .name = "kafka",
+						.addr = s.kafka_listen,
+						.proto = &kafka_conn_proto,
+						.proto_arg = kafka,
+						.conn_max = (uint32_t)s.grpc_connections_max,
+						.idle_ms = s.idle_timeout_ms };
+		rc = cfx_server_listen(srv, &lo, &port);
+		if (!rc) {
+			bound_addr(s.kafka_listen, port, kafka_addr, sizeof kafka_addr);
+			if (cfx_parse_hostport(s.kafka_listen, host, sizeof host, &aport) == 0)
+				kafka_service_set_address(kafka, host, port);
+			cfx_log_info("kafka: the Kafka protocol is on %s", kafka_addr);
+		}
+	}
 	if (admin) {
 		admin_service_set_listener(admin, "grpc", grpc_addr);
 		admin_service_set_listener(admin, "http", http_addr);
+		if (kafka_addr[0])
+			admin_service_set_listener(admin, "kafka", kafka_addr);
 	}
 	if (!rc)
 		rc = cfx_server_start(srv);
@@ -354,6 +385,7 @@ int main(int argc, char **argv)
 		cfx_tls_ctx_free(http_tls);
 		admin_service_free(admin);
 		rmq_service_free(rmq);
+		kafka_service_free(kafka);
 		cfx_broker_close(br);
 		cfx_conf_free(cfx_settings_table, cfx_settings_count, &s);
 		return 1;
@@ -393,6 +425,7 @@ int main(int argc, char **argv)
 	cfx_tls_ctx_free(http_tls);
 	admin_service_free(admin);
 	rmq_service_free(rmq);
+	kafka_service_free(kafka);
 	rc = cfx_broker_close(br);
 	if (rc)
 		cfx_log_error("store: shutdown was not clean: %s", cfx_strerror(rc));

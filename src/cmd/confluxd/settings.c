@@ -67,6 +67,10 @@ const struct cfx_conf_def cfx_settings_table[] = {
 	  "host:port that routes tell clients to use; empty = the address the client dialled." },
 	{ "http.listen", "http-listen", CFX_CONF_STRING, OFF(http_listen), "127.0.0.1:8080", 0, 0,
 	  NULL, 0, "Address of the admin HTTP API and /metrics (host:port, or off)." },
+	{ "kafka.listen", "kafka-listen", CFX_CONF_STRING, OFF(kafka_listen), "127.0.0.1:9092", 0, 0,
+	  NULL, 0, "Address of the Kafka protocol (host:port, or off)." },
+	{ "kafka.advertised", NULL, CFX_CONF_STRING, OFF(kafka_advertised), "", 0, 0, NULL, 0,
+	  "host:port that Metadata tells Kafka clients to use; empty = the listener's address." },
 	{ "grpc.tls_cert", NULL, CFX_CONF_STRING, OFF(grpc_tls_cert), "", 0, 0, NULL,
 	  CFX_CONF_RELOADABLE,
 	  "PEM certificate chain: with grpc.tls_key, the gRPC listener speaks TLS (ALPN h2); "

@@ -32,6 +32,8 @@ struct cfx_settings {
 	/* network */
 	char *grpc_listen;
 	char *grpc_advertised;
+	char *kafka_listen;
+	char *kafka_advertised;
 	char *http_listen;
 	char *grpc_tls_cert, *grpc_tls_key, *grpc_tls_client_ca;
 	char *http_tls_cert, *http_tls_key, *http_tls_client_ca;

@@ -1,0 +1,50 @@
+/*
+ * kafka_int.h - shared by the files of the Kafka front end only.
+ */
+#ifndef CFX_PROTO_KAFKA_KAFKA_INT_H
+#define CFX_PROTO_KAFKA_KAFKA_INT_H
+
+#include "base/buf.h"
+#include "net/conn.h"
+#include "net/loop.h"
+#include "proto/kafka/codec.h"
+#include "proto/kafka/kafka.h"
+
+struct kf_fetch;
+
+/* One request in a connection's queue. */
+struct kreq {
+	struct kreq *next;
+	struct kconn *kc;	 /* NULL once the connection is gone */
+	struct kf_req_header h;	 /* views into the frame: valid during the handler only */
+	int flex;		 /* the flexible encoding */
+	struct cfx_writer out;	 /* the framed response */
+	int ready;		 /* out is complete (or silent) */
+	int silent;		 /* acks=0 Produce: no response */
+	int pending;		 /* work still out (completion frees an orphan) */
+	struct kf_fetch *fetch;	 /* a Fetch waiting for data */
+};
+
+struct kconn {
+	struct cfx_conn *c;
+	struct kafka_service *svc;
+	struct cfx_writer in; /* bytes of requests not handled yet */
+	struct kreq *head, *tail;
+	uint32_t inflight;
+};
+
+/* server.c */
+void kconn_flush(struct kconn *kc);
+void kreq_done(struct kreq *r);
+size_t kreq_begin(struct kreq *r);
+
+/* api.c: the handlers; each reads its request body from `rd` and either
+ * completes the slot (kreq_done) or leaves work pending. */
+void kf_metadata(struct kconn *kc, struct kreq *r, struct cfx_reader *rd);
+void kf_list_offsets(struct kconn *kc, struct kreq *r, struct cfx_reader *rd);
+void kf_produce(struct kconn *kc, struct kreq *r, struct cfx_reader *rd);
+void kf_fetch(struct kconn *kc, struct kreq *r, struct cfx_reader *rd);
+void kf_fetch_cancel(struct kreq *r);
+void kf_fetch_free(struct kf_fetch *f);
+
+#endif

@@ -1,0 +1,98 @@
+#!/bin/sh
+# The Kafka protocol with a real Kafka client (kcat, on librdkafka) against
+# a real confluxd: metadata, keyed produce with headers (auto-created topic
+# and a topic made through the admin API), consume from the beginning with
+# keys, headers and bodies compared exactly, ten thousand records from a
+# file, and the same records across protocols: Kafka-produced ones received
+# over the RocketMQ gRPC API (conflux consume) and RocketMQ-produced ones
+# (conflux produce) consumed with kcat.
+#
+#   06-kafka.sh BUILD_DIR
+set -u
+BUILD=$1
+CLI=$BUILD/conflux
+T=$(mktemp -d /tmp/cfx-it-kafka-XXXXXX)
+PID=
+cleanup() {
+	[ -n "$PID" ] && kill -9 "$PID" 2>/dev/null
+	rm -rf "$T"
+}
+trap cleanup EXIT
+fail() {
+	echo "FAIL: $*"
+	for f in "$T"/*.out "$T"/*.err; do
+		[ -s "$f" ] && { echo "--- $f"; tail -n 20 "$f"; }
+	done
+	[ -f "$T/log" ] && { echo "--- server log"; tail -n 30 "$T/log"; }
+	exit 1
+}
+command -v kcat >/dev/null || fail "kcat is required (Debian package kcat; tools/install-deps.sh)"
+
+"$BUILD/confluxd" --data-dir "$T/data" --grpc-listen 127.0.0.1:0 --http-listen 127.0.0.1:0 \
+	--kafka-listen 127.0.0.1:0 --store.segment_bytes 32MiB --store.populate_ahead 0 \
+	>"$T/log" 2>&1 &
+PID=$!
+i=0
+until grep -q "confluxd ready" "$T/log"; do
+	i=$((i + 1))
+	kill -0 $PID 2>/dev/null || fail "confluxd exited during start"
+	[ $i -gt 300 ] && fail "confluxd did not become ready"
+	sleep 0.1
+done
+HTTP=$(sed -n 's/.*the admin API and \/metrics are on \([0-9.]*:[0-9]*\).*/\1/p' "$T/log")
+KAFKA=$(sed -n 's/.*the Kafka protocol is on \([0-9.]*:[0-9]*\).*/\1/p' "$T/log")
+[ -n "$HTTP" ] && [ -n "$KAFKA" ] || fail "no admin or Kafka address in the server log"
+export CONFLUX_SERVER=$HTTP
+KC="timeout 60 kcat -b $KAFKA"
+
+# Metadata: this broker, and a topic made through the admin API with its partitions.
+"$CLI" topic create orders --type normal --queues 3 >"$T/create.out" 2>&1 || fail "topic create"
+$KC -L >"$T/meta.out" 2>"$T/meta.err" || fail "kcat -L"
+grep -q "broker 0 at $KAFKA" "$T/meta.out" || fail "the broker is not in the metadata"
+grep -q 'topic "orders" with 3 partitions' "$T/meta.out" || fail "topic orders not listed"
+
+# Keyed records with headers, into an auto-created topic; read back exactly.
+printf 'k1:first\nk2:second record\nk3:\nk4:last one\n' >"$T/in.txt"
+$KC -t events -P -K: -H "source=test" -H "n=1" -l "$T/in.txt" 2>"$T/p1.err" || fail "kcat produce"
+$KC -t events -C -o beginning -e -q -f '%k|%s|%h\n' >"$T/c1.out" 2>"$T/c1.err" ||
+	fail "kcat consume"
+sort "$T/c1.out" >"$T/c1.sorted"
+printf 'k1|first|source=test,n=1\nk2|second record|source=test,n=1\nk3||source=test,n=1\nk4|last one|source=test,n=1\n' |
+	sort >"$T/c1.want"
+cmp -s "$T/c1.sorted" "$T/c1.want" || { diff "$T/c1.want" "$T/c1.sorted"; fail "records differ"; }
+
+# Ten thousand records into partition 1, then all of them back, in order.
+seq 1 10000 | sed 's/^/record-/' >"$T/many.txt"
+$KC -t orders -p 1 -P -l "$T/many.txt" 2>"$T/p2.err" || fail "kcat produce 10000"
+$KC -t orders -p 1 -C -o beginning -e -q -f '%o %s\n' >"$T/c2.out" 2>"$T/c2.err" ||
+	fail "kcat consume 10000"
+[ "$(wc -l <"$T/c2.out")" = 10000 ] || fail "expected 10000 records, got $(wc -l <"$T/c2.out")"
+seq 0 9999 | paste -d' ' - "$T/many.txt" | cmp -s - "$T/c2.out" || fail "offsets or bodies differ"
+# From an offset in the middle (inside a stored batch): exactly from there.
+$KC -t orders -p 1 -C -o 5000 -c 3 -q -f '%o %s\n' >"$T/c3.out" 2>"$T/c3.err" ||
+	fail "kcat consume from 5000"
+printf '5000 record-5001\n5001 record-5002\n5002 record-5003\n' | cmp -s - "$T/c3.out" ||
+	fail "consume from offset 5000: $(cat "$T/c3.out")"
+
+# Kafka -> RocketMQ: the records of "events" over the gRPC API, key and headers kept.
+"$CLI" group create kx >/dev/null 2>&1 || fail "group create"
+"$CLI" group reset kx --topic events --earliest >/dev/null 2>&1 || fail "group reset"
+timeout 60 "$CLI" consume events --group kx --count 4 --json >"$T/r1.out" 2>"$T/r1.err" ||
+	fail "conflux consume of Kafka records"
+for k in k1 k2 k3 k4; do
+	grep -q "\"keys\":\[\"$k\"\]" "$T/r1.out" || fail "key $k not received over gRPC"
+done
+grep -q '"body":"second record"' "$T/r1.out" || fail "body not received over gRPC"
+grep -q '"properties":{"source":"test","n":"1"}' "$T/r1.out" || fail "headers are not properties"
+
+# RocketMQ -> Kafka: a message sent over gRPC, consumed with kcat.
+printf 'from rocketmq\n' | "$CLI" produce orders --key rk --tag T1 --property p=x \
+	>"$T/p3.out" 2>"$T/p3.err" || fail "conflux produce"
+$KC -t orders -C -o beginning -e -q -f '%k|%s|%h\n' >"$T/c4.out" 2>"$T/c4.err" ||
+	fail "kcat consume of a RocketMQ message"
+grep -q '^rk|from rocketmq|TAGS=T1,.*p=x' "$T/c4.out" || fail "RocketMQ message not seen by kcat"
+
+kill -TERM $PID
+wait $PID || fail "confluxd exit status $? after SIGTERM"
+PID=
+echo "06-kafka: OK"
