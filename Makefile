@@ -4,7 +4,8 @@
 #   make test         everything CI runs: warnings as errors, all tests,
 #                     then the unit tests again under ASan+UBSan
 #   make build        build only (binaries in build/)
-#   make crash-test N=1000   the long kill -9 crash test
+#   make crash-test N=1000   the long kill -9 crash test of the store
+#   make crash-test-broker N=200   the kill -9 crash test of POP state, delays, transactions
 #   make fuzz FUZZ_TIME=60   run each libFuzzer target for FUZZ_TIME seconds
 #   make bench        the storage benchmark (conflux bench store)
 #   make bench-grpc   gRPC produce and end-to-end latency beside the store (bench/grpc.sh)
@@ -16,7 +17,7 @@ JOBS       ?= $(shell nproc)
 N          ?= 1000
 FUZZ_TIME  ?= 60
 
-.PHONY: all deps build run test test-release test-asan crash-test fuzz bench bench-grpc clean
+.PHONY: all deps build run test test-release test-asan crash-test crash-test-broker fuzz bench bench-grpc clean
 
 all: build
 
@@ -48,6 +49,9 @@ test-asan: deps $(ASAN_BUILD)/build.ninja
 
 crash-test: build
 	./$(BUILD)/tests/crash/crash_test --iterations $(N) --dir $(BUILD)/crash-data
+
+crash-test-broker: build
+	./$(BUILD)/tests/crash/broker_crash --iterations $(if $(filter command line environment,$(origin N)),$(N),200) --dir $(BUILD)/crash-broker-data
 
 $(FUZZ_BUILD)/build.ninja:
 	CC=clang cmake -S . -B $(FUZZ_BUILD) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCFX_FUZZ=ON
