@@ -755,12 +755,13 @@ int cfx_store_read_batches(struct cfx_store *st, struct cfx_view topic, uint32_t
 		if (n == 0)
 			break;
 		for (uint32_t i = 0; i < n && !rc; i++) {
-			struct seg *seg = seglist__find(&st->segs, ies[i].log_pos);
 			const char *why = NULL;
 			struct cfx_entry e;
+			struct seg *seg;
 
 			if (*nout == max_refs || (*nout && bytes >= max_bytes))
 				break;
+			seg = seglist__find(&st->segs, ies[i].log_pos); /* a reference */
 			if (!seg) {
 				rc = CFX_EOFFSET; /* deleted by retention meanwhile */
 				break;
