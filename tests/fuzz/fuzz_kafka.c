@@ -34,7 +34,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 #define FZ_KAFKA_SPLIT 0x01u /* feed in pieces of FZ_KAFKA_CHUNK bytes */
 #define FZ_KAFKA_CHUNK 7
 #define QUIET_ROUNDS_MAX 64
-#define SETTLE_ROUNDS_MAX 200 /* produce completions come from the store's threads */
+#define SETTLE_ROUNDS_MAX 2000 /* produce completions come from the store's threads */
 
 static struct cfx_loop *loop;
 static struct cfx_broker *br;
@@ -44,8 +44,12 @@ static struct cfx_writer out;
 
 static void teardown(void)
 {
-	for (int i = 0; i < QUIET_ROUNDS_MAX && cfx_loop_run_pending(loop); i++)
-		;
+	/* Answers of orphaned produces may wait on a 1 ms timer: let them run. */
+	for (int i = 0; i < 100; i++) {
+		while (cfx_loop_run_pending(loop))
+			;
+		usleep(1000);
+	}
 	kafka_service_free(svc);
 	cfx_broker_close(br);
 	cfx_loop_free(loop);

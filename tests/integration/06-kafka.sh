@@ -84,6 +84,7 @@ for k in k1 k2 k3 k4; do
 done
 grep -q '"body":"second record"' "$T/r1.out" || fail "body not received over gRPC"
 grep -q '"properties":{"source":"test","n":"1"}' "$T/r1.out" || fail "headers are not properties"
+grep -q '"msg_id":"K' "$T/r1.out" || fail "Kafka records get no message id over gRPC"
 
 # RocketMQ -> Kafka: a message sent over gRPC, consumed with kcat.
 printf 'from rocketmq\n' | "$CLI" produce orders --key rk --tag T1 --property p=x \

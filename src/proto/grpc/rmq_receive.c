@@ -9,6 +9,7 @@
  * deadline. The stream always ends the way the clients expect: a status,
  * the messages, a delivery timestamp, then the gRPC status.
  */
+#include <inttypes.h>
 #include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -110,7 +111,15 @@ void rmq_msg_fill(struct rmq_msg *b, struct rmq_service *svc, const char *topic,
 	b->sp.body_digest = &b->digest;
 	b->sp.body_encoding = APACHE__ROCKETMQ__V2__ENCODING__IDENTITY;
 	b->sp.message_type = APACHE__ROCKETMQ__V2__MESSAGE_TYPE__NORMAL;
-	b->sp.message_id = b->strs[b->nstr++] = dup_view(v->msg_id);
+	if (v->msg_id.len) {
+		b->sp.message_id = b->strs[b->nstr++] = dup_view(v->msg_id);
+	} else {
+		/* Stored without an id (a Kafka record): one derived from where it
+		 * is, stable across deliveries: "K" + queue and offset in hex. */
+		char id[48];
+		snprintf(id, sizeof id, "K%08X%016" PRIX64, queue, v->offset);
+		b->sp.message_id = b->strs[b->nstr++] = cfx_strdup(id);
+	}
 	if (v->tag.len) {
 		b->sp._tag_case = APACHE__ROCKETMQ__V2__SYSTEM_PROPERTIES___TAG_TAG;
 		b->sp.tag = b->strs[b->nstr++] = dup_view(v->tag);

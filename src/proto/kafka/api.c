@@ -279,6 +279,8 @@ struct p_app {
 	struct produce *pr;
 	int err;
 	uint64_t offset;
+	uint32_t count;
+	uint32_t queue;
 };
 
 struct produce {
@@ -290,6 +292,7 @@ struct produce {
 	struct p_app *apps;
 	uint32_t napps, capapps;
 	atomic_uint left; /* appends not completed, plus one while they are issued */
+	struct cfx_timer timer; /* waiting for the appends to be readable */
 };
 
 static void produce_free(struct produce *pr)
@@ -303,11 +306,48 @@ static void produce_free(struct produce *pr)
 	cfx_free(pr);
 }
 
+/* Are the appended records readable (indexed) yet? An append is
+ * acknowledged before the dispatcher indexes it; a Kafka client that
+ * produces and then asks for the end offset must see its records. */
+static int produce_visible(struct produce *pr)
+{
+	struct cfx_store *st = cfx_broker_store(pr->svc->br);
+
+	for (uint32_t i = 0; i < pr->ntopics; i++)
+		for (uint32_t k = 0; k < pr->topics[i].nparts; k++) {
+			struct p_part *p = &pr->topics[i].parts[k];
+			for (uint32_t a = 0; a < p->napps; a++) {
+				struct p_app *ap = &pr->apps[p->first_app + a];
+				uint64_t start, end;
+				if (ap->err)
+					continue;
+				cfx_store_queue_bounds(st, CFX_VIEW_STR(pr->topics[i].name), ap->queue,
+						       &start, &end);
+				if (end < ap->offset + ap->count)
+					return 0;
+			}
+		}
+	return 1;
+}
+
+static void produce_answer(void *arg);
+
+static void produce_recheck(struct cfx_loop *loop, struct cfx_timer *t)
+{
+	CFX_UNUSED(loop);
+	produce_answer(t->data);
+}
+
 /* All appends done: the response, on the connection's loop. */
 static void produce_answer(void *arg)
 {
 	struct produce *pr = arg;
 	struct kreq *r = pr->r;
+
+	if (r->kc && !r->silent && !produce_visible(pr)) {
+		cfx_timer_start(pr->loop, &pr->timer, 1, produce_recheck, pr);
+		return;
+	}
 	struct cfx_store *st = cfx_broker_store(pr->svc->br);
 	int16_t v = r->h.api_version;
 	int flex = r->flex;
@@ -472,6 +512,8 @@ void kf_produce(struct kconn *kc, struct kreq *r, struct cfx_reader *rd)
 				CFX_ASSERT(pr->napps < pr->capapps);
 				struct p_app *a = &pr->apps[pr->napps];
 				a->pr = pr;
+				a->count = info.count;
+				a->queue = (uint32_t)p->index;
 				atomic_fetch_add(&pr->left, 1);
 				int rc = cfx_store_append_batch(st, name, (uint32_t)p->index,
 								(uint8_t *)b.p, b.len, &info, 0,
