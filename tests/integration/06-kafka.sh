@@ -1,6 +1,6 @@
 #!/bin/sh
 # The Kafka protocol with a real Kafka client (kcat, on librdkafka) against
-# a real confluxd: metadata, keyed produce with headers (auto-created topic
+# a real confluxd: metadata, topic creation and deletion, keyed produce with headers (auto-created topic
 # and a topic made through the admin API), consume from the beginning with
 # keys, headers and bodies compared exactly, ten thousand records from a
 # file, and the same records across protocols: Kafka-produced ones received
@@ -92,6 +92,57 @@ printf 'from rocketmq\n' | "$CLI" produce orders --key rk --tag T1 --property p=
 $KC -t orders -C -o beginning -e -q -f '%k|%s|%h\n' >"$T/c4.out" 2>"$T/c4.err" ||
 	fail "kcat consume of a RocketMQ message"
 grep -q '^rk|from rocketmq|TAGS=T1,.*p=x' "$T/c4.out" || fail "RocketMQ message not seen by kcat"
+
+# CreateTopics / DeleteTopics, as an admin client sends them (raw requests:
+# kcat has no admin commands). Results: name -> error code.
+kadmin() {
+	python3 - "$KAFKA" "$@" <<'PY'
+import socket, struct, sys
+host, port = sys.argv[1].rsplit(":", 1)
+op, args = sys.argv[2], sys.argv[3:]
+def s16(b): return struct.pack(">h", len(b)) + b
+if op == "create":  # name:partitions[:replication]...
+    body = struct.pack(">i", len(args))
+    for a in args:
+        f = a.split(":")
+        rf = int(f[2]) if len(f) > 2 else -1
+        body += s16(f[0].encode()) + struct.pack(">ihii", int(f[1]), rf, 0, 0)
+    body += struct.pack(">ib", 5000, 0)
+    key, ver = 19, 2
+else:
+    body = struct.pack(">i", len(args)) + b"".join(s16(a.encode()) for a in args)
+    body += struct.pack(">i", 5000)
+    key, ver = 20, 1
+req = struct.pack(">hhi", key, ver, 7) + s16(b"it") + body
+c = socket.create_connection((host, int(port)), timeout=20)
+c.sendall(struct.pack(">i", len(req)) + req)
+def recv(n):
+    b = b""
+    while len(b) < n:
+        x = c.recv(n - len(b))
+        if not x: raise SystemExit("connection closed")
+        b += x
+    return b
+n = struct.unpack(">i", recv(4))[0]
+r = recv(n)
+corr, throttle, cnt = struct.unpack(">iii", r[:12])
+at = 12
+for _ in range(cnt):
+    ln = struct.unpack(">h", r[at:at+2])[0]; name = r[at+2:at+2+ln].decode(); at += 2 + ln
+    err = struct.unpack(">h", r[at:at+2])[0]; at += 2
+    if op == "create":
+        ml = struct.unpack(">h", r[at:at+2])[0]; at += 2 + max(ml, 0)
+    print(f"{name}={err}")
+PY
+}
+kadmin create made:3 made2:2 bad:0 rf3:1:3 >"$T/ct.out" 2>"$T/ct.err" || fail "CreateTopics"
+printf 'made=0\nmade2=0\nbad=37\nrf3=38\n' | cmp -s - "$T/ct.out" || fail "CreateTopics results: $(cat "$T/ct.out")"
+kadmin create made:3 >"$T/ct2.out" 2>&1 || fail "CreateTopics again"
+grep -q '^made=36$' "$T/ct2.out" || fail "a second create is not TOPIC_ALREADY_EXISTS"
+$KC -L -t made >"$T/meta2.out" 2>&1 || fail "kcat -L -t made"
+grep -q 'topic "made" with 3 partitions' "$T/meta2.out" || fail "created topic not in the metadata"
+kadmin delete made2 nosuch >"$T/dt.out" 2>"$T/dt.err" || fail "DeleteTopics"
+printf 'made2=0\nnosuch=3\n' | cmp -s - "$T/dt.out" || fail "DeleteTopics results: $(cat "$T/dt.out")"
 
 kill -TERM $PID
 wait $PID || fail "confluxd exit status $? after SIGTERM"

@@ -350,6 +350,7 @@ int main(int argc, char **argv)
 		int aport = 0;
 
 		kafka_opts_default(&ko);
+		ko.default_partitions = (uint32_t)s.default_queues;
 		if (*s.kafka_advertised &&
 		    cfx_parse_hostport(s.kafka_advertised, host, sizeof host, &aport) == 0) {
 			ko.advertised_host = host;

@@ -761,3 +761,161 @@ void kf_fetch(struct kconn *kc, struct kreq *r, struct cfx_reader *rd)
 	kf_fetch_free(f);
 	kreq_done(r);
 }
+
+/* ------------------------------------------------------------------------
+ * CreateTopics (v2-v4), DeleteTopics (v1-v3)
+ * ------------------------------------------------------------------------ */
+
+struct ct_result {
+	struct cfx_view name;
+	int32_t parts;
+	int16_t err;
+	const char *why;
+};
+
+void kf_create_topics(struct kconn *kc, struct kreq *r, struct cfx_reader *rd)
+{
+	struct kafka_service *svc = kc->svc;
+	struct ct_result *res = NULL;
+	int32_t nt = kf_read_array_len_min(rd, 0, 2 + 4 + 2 + 4 + 4);
+	int validate_only;
+	int null;
+
+	if (nt > 0 && !rd->err)
+		res = cfx_calloc((size_t)nt, sizeof *res);
+	for (int32_t i = 0; i < nt && !rd->err; i++) {
+		struct ct_result *t = &res[i];
+		int32_t parts, nassign, nconf;
+		int16_t rf;
+
+		t->name = kf_read_string(rd, 0, NULL);
+		parts = kf_read_i32(rd);
+		rf = kf_read_i16(rd);
+		nassign = kf_read_array_len(rd, 0);
+		for (int32_t a = 0; a < nassign && !rd->err; a++) {
+			kf_read_i32(rd);
+			int32_t nb = kf_read_array_len(rd, 0);
+			for (int32_t b = 0; b < nb && !rd->err; b++)
+				if (kf_read_i32(rd) != 0 && !t->err) {
+					t->err = KF_ERR_INVALID_REPLICA_ASSIGNMENT;
+					t->why = "this cluster has one broker, node 0";
+				}
+		}
+		nconf = kf_read_array_len(rd, 0);
+		for (int32_t c = 0; c < nconf && !rd->err; c++) {
+			kf_read_string(rd, 0, NULL);
+			kf_read_string(rd, 0, &null);
+		}
+		if (!t->err && nconf > 0) {
+			/* Accepting settings that would not be applied would be a lie. */
+			t->err = KF_ERR_INVALID_CONFIG;
+			t->why = "topic configs are not supported by this version of Conflux";
+		}
+		if (!t->err && rf != -1 && rf != 1) {
+			t->err = KF_ERR_INVALID_REPLICATION_FACTOR;
+			t->why = "this cluster has one broker: the replication factor is 1";
+		}
+		if (nassign > 0)
+			parts = nassign;
+		if (parts == -1)
+			parts = (int32_t)svc->o.default_partitions;
+		if (!t->err && (parts < 1 || parts > 1024)) {
+			t->err = KF_ERR_INVALID_PARTITIONS;
+			t->why = "the partition count must be 1 to 1024";
+		}
+		t->parts = parts; /* created once the whole request decoded */
+	}
+	kf_read_i32(rd); /* timeout */
+	validate_only = kf_read_bool(rd);
+	if (rd->err || nt < 0) {
+		cfx_free(res);
+		bad_request(kc, r, "CreateTopics");
+		return;
+	}
+	struct cfx_writer *w = &r->out;
+	size_t start = kreq_begin(r);
+	kf_write_i32(w, 0); /* throttle time */
+	kf_write_array_len(w, nt, 0);
+	for (int32_t i = 0; i < nt; i++) {
+		struct ct_result *t = &res[i];
+		if (!t->err) {
+			char name[256];
+			struct cfx_topic_info ti;
+			int rc;
+
+			snprintf(name, sizeof name, "%.*s", (int)CFX_MIN(t->name.len, (size_t)255),
+				 (const char *)t->name.p);
+			if (t->name.len > 249 || name[0] == '%') {
+				t->err = KF_ERR_INVALID_TOPIC_EXCEPTION;
+				t->why = "invalid topic name";
+			} else if (validate_only) {
+				rc = cfx_broker_topic_get(svc->br, CFX_VIEW_STR(name), 0, &ti);
+				if (rc == 0) {
+					t->err = KF_ERR_TOPIC_ALREADY_EXISTS;
+					t->why = "the topic exists";
+				} else if (rc == CFX_ETOPIC) {
+					t->err = KF_ERR_INVALID_TOPIC_EXCEPTION;
+					t->why = "invalid topic name";
+				}
+			} else {
+				rc = cfx_broker_topic_create(svc->br, name, CFX_TOPIC_MIXED,
+							     (uint32_t)t->parts);
+				if (rc == CFX_EEXIST) {
+					t->err = KF_ERR_TOPIC_ALREADY_EXISTS;
+					t->why = "the topic exists";
+				} else if (rc == CFX_ETOPIC) {
+					t->err = KF_ERR_INVALID_TOPIC_EXCEPTION;
+					t->why = "invalid topic name";
+				} else if (rc) {
+					t->err = KF_ERR_UNKNOWN_SERVER_ERROR;
+					t->why = cfx_strerror(rc);
+				}
+			}
+		}
+		kf_write_string(w, t->name, 0, 0);
+		kf_write_i16(w, t->err);
+		kf_write_string(w, t->why ? CFX_VIEW_STR(t->why) : (struct cfx_view){ 0 }, 0,
+				!t->why);
+	}
+	kf_end_response(w, start);
+	cfx_free(res);
+	kreq_done(r);
+}
+
+void kf_delete_topics(struct kconn *kc, struct kreq *r, struct cfx_reader *rd)
+{
+	struct kafka_service *svc = kc->svc;
+	int32_t nt = kf_read_array_len_min(rd, 0, 2);
+	struct cfx_view *names = NULL;
+
+	if (nt > 0 && !rd->err)
+		names = cfx_calloc((size_t)nt, sizeof *names);
+	for (int32_t i = 0; i < nt && !rd->err; i++)
+		names[i] = kf_read_string(rd, 0, NULL);
+	kf_read_i32(rd); /* timeout */
+	if (rd->err || nt < 0) {
+		cfx_free(names);
+		bad_request(kc, r, "DeleteTopics");
+		return;
+	}
+	struct cfx_writer *w = &r->out;
+	size_t start = kreq_begin(r);
+	kf_write_i32(w, 0); /* throttle time */
+	kf_write_array_len(w, nt, 0);
+	for (int32_t i = 0; i < nt; i++) {
+		char name[256];
+		int16_t err = KF_ERR_NONE;
+
+		snprintf(name, sizeof name, "%.*s", (int)CFX_MIN(names[i].len, (size_t)255),
+			 (const char *)names[i].p);
+		if (names[i].len > 249 || name[0] == '%')
+			err = KF_ERR_INVALID_TOPIC_EXCEPTION; /* the broker's own topics stay */
+		else if (cfx_broker_topic_delete(svc->br, name))
+			err = KF_ERR_UNKNOWN_TOPIC_OR_PARTITION;
+		kf_write_string(w, names[i], 0, 0);
+		kf_write_i16(w, err);
+	}
+	kf_end_response(w, start);
+	cfx_free(names);
+	kreq_done(r);
+}

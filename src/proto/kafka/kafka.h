@@ -3,7 +3,8 @@
  *
  * A listener protocol (kafka_conn_proto) on the net layer: framing,
  * requests answered in order per connection, and the APIs served so far:
- * ApiVersions, Metadata, Produce, ListOffsets and Fetch. Every other API
+ * ApiVersions, Metadata, Produce, ListOffsets, Fetch, CreateTopics and
+ * DeleteTopics. Every other API
  * is left out of ApiVersions; a client that sends one anyway is
  * disconnected (its response format is not known to be errorable).
  */
@@ -21,6 +22,7 @@ struct kafka_opts {
 	size_t request_bytes_max;    /* larger frames close the connection */
 	uint32_t inflight_max;	     /* requests in flight per connection before reading pauses */
 	const char *cluster_id;
+	uint32_t default_partitions; /* CreateTopics with num_partitions -1 */
 };
 
 struct kafka_service {

@@ -44,6 +44,8 @@ void kf_metadata(struct kconn *kc, struct kreq *r, struct cfx_reader *rd);
 void kf_list_offsets(struct kconn *kc, struct kreq *r, struct cfx_reader *rd);
 void kf_produce(struct kconn *kc, struct kreq *r, struct cfx_reader *rd);
 void kf_fetch(struct kconn *kc, struct kreq *r, struct cfx_reader *rd);
+void kf_create_topics(struct kconn *kc, struct kreq *r, struct cfx_reader *rd);
+void kf_delete_topics(struct kconn *kc, struct kreq *r, struct cfx_reader *rd);
 void kf_fetch_cancel(struct kreq *r);
 void kf_fetch_free(struct kf_fetch *f);
 

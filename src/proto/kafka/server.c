@@ -24,6 +24,7 @@ void kafka_opts_default(struct kafka_opts *o)
 	o->request_bytes_max = KF_FRAME_BYTES_MAX;
 	o->inflight_max = 64;
 	o->cluster_id = "conflux";
+	o->default_partitions = 8;
 }
 
 struct kafka_service *kafka_service_new(struct cfx_broker *br, const struct kafka_opts *o)
@@ -112,6 +113,8 @@ static const struct kf_handler {
 	{ KF_API_LIST_OFFSETS, 1, 5, kf_list_offsets },
 	{ KF_API_METADATA, 1, 9, kf_metadata },
 	{ KF_API_API_VERSIONS, 0, 3, api_versions },
+	{ KF_API_CREATE_TOPICS, 2, 4, kf_create_topics },
+	{ KF_API_DELETE_TOPICS, 1, 3, kf_delete_topics },
 };
 
 static const struct kf_handler *handler_of(int16_t key)
