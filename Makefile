@@ -9,6 +9,7 @@
 #   make fuzz FUZZ_TIME=60   run each libFuzzer target for FUZZ_TIME seconds
 #   make bench        the storage benchmark (conflux bench store)
 #   make bench-grpc   gRPC produce and end-to-end latency beside the store (bench/grpc.sh)
+#   make bench-kafka  Kafka produce and fetch with librdkafka beside the store (bench/kafka.sh)
 
 BUILD      ?= build
 ASAN_BUILD ?= build-asan
@@ -17,7 +18,7 @@ JOBS       ?= $(shell nproc)
 N          ?= 1000
 FUZZ_TIME  ?= 60
 
-.PHONY: all deps build run test test-release test-asan crash-test crash-test-broker fuzz bench bench-grpc clean
+.PHONY: all deps build run test test-release test-asan crash-test crash-test-broker fuzz bench bench-grpc bench-kafka clean
 
 all: build
 
@@ -65,6 +66,9 @@ bench: build
 
 bench-grpc: build
 	BUILD=$(BUILD) ./bench/grpc.sh
+
+bench-kafka: build
+	BUILD=$(BUILD) ./bench/kafka.sh
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD)
