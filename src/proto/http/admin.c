@@ -93,6 +93,15 @@ static void reply_cfx(struct ctx *x, int rc, const char *what)
 	}
 }
 
+/* reply_cfx for an error about one named thing: `topic "orders"`. */
+static void reply_about(struct ctx *x, int rc, const char *kind, const char *name)
+{
+	char what[160];
+
+	snprintf(what, sizeof what, "%s \"%s\"", kind, name);
+	reply_cfx(x, rc, what);
+}
+
 static int hexval(uint8_t c)
 {
 	if (c >= '0' && c <= '9')
@@ -489,9 +498,7 @@ static int path_topic(struct ctx *x, struct cfx_topic_info *ti)
 	int rc = cfx_broker_topic_get(x->br, CFX_VIEW_STR(x->param), 0, ti);
 
 	if (rc) {
-		char what[160];
-		snprintf(what, sizeof what, "topic \"%s\"", x->param);
-		reply_cfx(x, rc, what);
+		reply_about(x, rc, "topic", x->param);
 		return -1;
 	}
 	return 0;
@@ -601,9 +608,7 @@ static void update_topic(struct ctx *x)
 	if (!rc)
 		rc = cfx_broker_topic_get(x->br, CFX_VIEW_STR(ti.name), 0, &ti);
 	if (rc) {
-		char what[160];
-		snprintf(what, sizeof what, "topic \"%s\"", ti.name);
-		reply_cfx(x, rc, what);
+		reply_about(x, rc, "topic", ti.name);
 		goto out;
 	}
 	http_response_json(x->resp, 200, topic_json(&ti));
@@ -620,9 +625,7 @@ static void delete_topic(struct ctx *x)
 		return;
 	rc = cfx_broker_topic_delete(x->br, ti.name);
 	if (rc) {
-		char what[160];
-		snprintf(what, sizeof what, "topic \"%s\"", ti.name);
-		reply_cfx(x, rc, what);
+		reply_about(x, rc, "topic", ti.name);
 		return;
 	}
 	x->resp->status = 204;
@@ -656,9 +659,7 @@ static int path_group(struct ctx *x, struct cfx_group_info *gi)
 		return -1;
 	}
 	if (rc) {
-		char what[160];
-		snprintf(what, sizeof what, "group \"%s\"", x->param);
-		reply_cfx(x, rc, what);
+		reply_about(x, rc, "group", x->param);
 		return -1;
 	}
 	return 0;
@@ -811,9 +812,7 @@ static void create_group(struct ctx *x)
 	if (!rc)
 		rc = cfx_broker_group_get(x->br, CFX_VIEW_STR(name), 0, &gi);
 	if (rc) {
-		char what[160];
-		snprintf(what, sizeof what, "group \"%s\"", g.name);
-		reply_cfx(x, rc, what);
+		reply_about(x, rc, "group", g.name);
 		goto out;
 	}
 	http_response_json(x->resp, 201, group_json(&gi));
@@ -878,9 +877,7 @@ static void update_group(struct ctx *x)
 	if (!rc)
 		rc = cfx_broker_group_get(x->br, CFX_VIEW_STR(gi.name), 0, &gi);
 	if (rc) {
-		char what[160];
-		snprintf(what, sizeof what, "group \"%s\"", gi.name);
-		reply_cfx(x, rc, what);
+		reply_about(x, rc, "group", gi.name);
 		goto out;
 	}
 	http_response_json(x->resp, 200, group_json(&gi));
@@ -897,9 +894,7 @@ static void delete_group(struct ctx *x)
 		return;
 	rc = cfx_broker_group_delete(x->br, gi.name);
 	if (rc) {
-		char what[160];
-		snprintf(what, sizeof what, "group \"%s\"", gi.name);
-		reply_cfx(x, rc, what);
+		reply_about(x, rc, "group", gi.name);
 		return;
 	}
 	x->resp->status = 204;
