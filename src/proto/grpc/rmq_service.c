@@ -12,6 +12,7 @@
  * settings reply; Telemetry must answer each Settings at once and stay
  * open.
  */
+#include "broker/sqlfilter.h"
 #include "proto/grpc/rmq.h"
 
 #include <arpa/inet.h>
@@ -582,6 +583,8 @@ static void telemetry_message(struct grpc_call *call, const uint8_t *msg, size_t
 				   d_poll = d_init, steps[CFX_BACKOFF_STEPS_MAX];
 	Google__Protobuf__Duration *stepp[CFX_BACKOFF_STEPS_MAX];
 	const char *id = rmq_client_id(call);
+	char filter_why[256];
+	int bad_filter = 0;
 	PB(Settings) *cs;
 
 	if (!in) {
@@ -637,6 +640,22 @@ static void telemetry_message(struct grpc_call *call, const uint8_t *msg, size_t
 			telemetry_fail(call, "illegal or unknown consumer group");
 			return;
 		}
+		/* SQL92 expressions are checked here, at subscription: a malformed
+		 * one is named in the answer's status (receives refuse it too). */
+		for (size_t i = 0; i < cs->subscription->n_subscriptions && !bad_filter; i++) {
+			const PB(FilterExpression) *fe = cs->subscription->subscriptions[i]->expression;
+			struct cfx_sql_filter *f = NULL;
+			char why[200];
+			if (!fe || fe->type != APACHE__ROCKETMQ__V2__FILTER_TYPE__SQL)
+				continue;
+			const char *text = fe->expression ? fe->expression : "";
+			if (cfx_sql_compile(text, strlen(text), &f, why, sizeof why)) {
+				snprintf(filter_why, sizeof filter_why,
+					 "illegal SQL92 filter expression: %s", why);
+				bad_filter = 1;
+			}
+			cfx_sql_free(f);
+		}
 		/* Register the subscriptions: a new group starts at the end. */
 		for (size_t i = 0; i < cs->subscription->n_subscriptions; i++) {
 			struct cfx_topic_info ti;
@@ -687,6 +706,10 @@ static void telemetry_message(struct grpc_call *call, const uint8_t *msg, size_t
 
 	st.code = RMQ_CODE(OK);
 	st.message = "OK";
+	if (bad_filter) {
+		st.code = RMQ_CODE(ILLEGAL_FILTER_EXPRESSION);
+		st.message = filter_why;
+	}
 	out.status = &st;
 	out.command_case = APACHE__ROCKETMQ__V2__TELEMETRY_COMMAND__COMMAND_SETTINGS;
 	out.settings = &set;
