@@ -112,8 +112,6 @@ void kf_metadata(struct kconn *kc, struct kreq *r, struct cfx_reader *rd)
 		if (flex)
 			kf_skip_tagged_fields(rd);
 		if (!rd->err && !null) {
-			struct cfx_topic_info dummy = { 0 };
-			CFX_UNUSED(dummy);
 			if (names.n == names.cap) {
 				names.cap = names.cap ? names.cap * 2 : 8;
 				names.v = cfx_realloc(names.v, names.cap * sizeof *names.v);
