@@ -20,7 +20,6 @@
 
 #define NODE_ID 0
 #define FETCH_REFS_MAX 256
-#define FETCH_RETRY_MS 5
 
 static char *vdup(struct cfx_view v)
 {
@@ -549,19 +548,53 @@ struct f_topic {
 	uint32_t nparts;
 };
 
+/* A broker watch of a waiting fetch (one per topic): what the dispatcher's
+ * wake-up carries back to the connection's loop. */
+struct f_ticket {
+	struct cfx_loop *loop;
+	struct cfx_conn_handle *h; /* counted on the loop */
+	uint64_t fetch_id;
+	uint32_t topic;		   /* index in the fetch */
+	uint64_t watch_id;
+};
+
 struct kf_fetch {
 	struct kreq *r;
 	struct kafka_service *svc;
 	struct f_topic *topics;
 	uint32_t ntopics;
 	int32_t min_bytes, max_bytes;
-	int64_t deadline_ms; /* monotonic */
-	struct cfx_timer timer;
+	struct cfx_timer timer; /* max_wait */
 	struct cfx_loop *loop;
+	uint64_t id;
+	struct f_ticket **tickets; /* per topic while waiting; NULL once fired */
 };
+
+static void ticket_free(struct f_ticket *t)
+{
+	cfx_conn_handle_put(t->h);
+	cfx_free(t);
+}
+
+/* Stops the watches of a fetch that is answered or cancelled. @thread loop */
+static void fetch_unwatch(struct kf_fetch *f)
+{
+	for (uint32_t i = 0; f->tickets && i < f->ntopics; i++) {
+		struct f_ticket *t = f->tickets[i];
+		if (!t)
+			continue;
+		f->tickets[i] = NULL;
+		/* A watch that fired already has its wake-up on the way: that
+		 * task finds no fetch and frees the ticket. */
+		if (cfx_broker_unwatch(f->svc->br, t->watch_id))
+			ticket_free(t);
+	}
+}
 
 void kf_fetch_free(struct kf_fetch *f)
 {
+	fetch_unwatch(f);
+	cfx_free(f->tickets);
 	for (uint32_t i = 0; i < f->ntopics; i++) {
 		cfx_free(f->topics[i].name);
 		cfx_free(f->topics[i].parts);
@@ -671,20 +704,68 @@ static void fetch_answer(struct kf_fetch *f)
 	kf_end_response(w, start);
 }
 
-static void fetch_retry(struct cfx_loop *loop, struct cfx_timer *t)
+/* Answers a waiting fetch with what there is. @thread loop */
+static void fetch_finish(struct kf_fetch *f)
 {
-	struct kf_fetch *f = t->data;
 	struct kreq *r = f->r;
 
-	if (fetch_available(f) == 0 && cfx_clock_mono_ms() < f->deadline_ms) {
-		cfx_timer_start(loop, &f->timer, FETCH_RETRY_MS, fetch_retry, f);
-		return;
-	}
+	cfx_timer_stop(f->loop, &f->timer);
 	fetch_answer(f);
 	r->fetch = NULL;
 	r->pending = 0;
 	kf_fetch_free(f);
 	kreq_done(r);
+}
+
+static void fetch_deadline(struct cfx_loop *loop, struct cfx_timer *t)
+{
+	CFX_UNUSED(loop);
+	fetch_finish(t->data);
+}
+
+static void fetch_woken(void *arg);
+
+/* Asks the broker to say when topic i of the fetch gets new records. @thread loop */
+static void fetch_watch(struct kf_fetch *f, struct kconn *kc, uint32_t i)
+{
+	struct f_ticket *t = cfx_calloc(1, sizeof *t);
+
+	t->loop = f->loop;
+	t->h = cfx_conn_handle_get(kc->c);
+	t->fetch_id = f->id;
+	t->topic = i;
+	f->tickets[i] = t;
+	t->watch_id = cfx_broker_watch(f->svc->br, CFX_VIEW_STR(""),
+				       CFX_VIEW_STR(f->topics[i].name), fetch_woken, t);
+}
+
+/* A wake-up on the loop: the fetch, if it still waits, answers or watches again. */
+static void fetch_woken_task(void *arg)
+{
+	struct f_ticket *t = arg;
+	struct cfx_conn *c = t->h->conn;
+	struct kconn *kc = c ? c->proto_data : NULL;
+
+	for (struct kreq *r = kc ? kc->head : NULL; r; r = r->next) {
+		struct kf_fetch *f = r->fetch;
+		if (!f || f->id != t->fetch_id || f->tickets[t->topic] != t)
+			continue;
+		f->tickets[t->topic] = NULL;
+		if (fetch_available(f))
+			fetch_finish(f);
+		else
+			fetch_watch(f, kc, t->topic);
+		break;
+	}
+	ticket_free(t);
+}
+
+/* A watch fired (on the dispatcher's thread): back to the loop. */
+static void fetch_woken(void *arg)
+{
+	struct f_ticket *t = arg;
+
+	cfx_loop_post(t->loop, fetch_woken_task, t);
 }
 
 void kf_fetch(struct kconn *kc, struct kreq *r, struct cfx_reader *rd)
@@ -748,12 +829,19 @@ void kf_fetch(struct kconn *kc, struct kreq *r, struct cfx_reader *rd)
 	if (f->max_bytes <= 0)
 		f->max_bytes = INT32_MAX;
 	if (max_wait > 0 && fetch_available(f) == 0) {
-		/* Nothing yet: look again every few milliseconds until max_wait. */
-		f->deadline_ms = cfx_clock_mono_ms() + max_wait;
-		r->fetch = f;
-		r->pending = 1;
-		cfx_timer_start(f->loop, &f->timer, FETCH_RETRY_MS, fetch_retry, f);
-		return;
+		/* Nothing yet: wait for a dispatch to one of the topics, or max_wait.
+		 * The watches go in before the second look, so no record slips by. */
+		static uint64_t next_id; /* per process; loops only compare */
+		f->id = __atomic_add_fetch(&next_id, 1, __ATOMIC_RELAXED);
+		f->tickets = cfx_calloc(f->ntopics + 1, sizeof *f->tickets);
+		for (uint32_t i = 0; i < f->ntopics; i++)
+			fetch_watch(f, kc, i);
+		if (fetch_available(f) == 0) {
+			r->fetch = f;
+			r->pending = 1;
+			cfx_timer_start(f->loop, &f->timer, max_wait, fetch_deadline, f);
+			return;
+		}
 	}
 	fetch_answer(f);
 	kf_fetch_free(f);
