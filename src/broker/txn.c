@@ -131,6 +131,16 @@ size_t cfx_broker_txn_open(struct cfx_broker *br)
  * Resolution
  * ------------------------------------------------------------------------ */
 
+/* The resolution of half message `off` failed: it is open again. */
+static void resolving_clear(struct cfx_broker *br, uint64_t off)
+{
+	pthread_mutex_lock(&br->txn_mu);
+	struct half *h = half_find(br, off);
+	if (h)
+		h->resolving = 0;
+	pthread_mutex_unlock(&br->txn_mu);
+}
+
 struct end_op {
 	struct cfx_broker *br;
 	uint64_t off;
@@ -147,15 +157,13 @@ static void end_done(struct end_op *op, int err)
 		if (err == CFX_EEXIST)
 			err = 0;
 	}
-	pthread_mutex_lock(&br->txn_mu);
 	if (err) {
-		struct half *h = half_find(br, op->off);
-		if (h)
-			h->resolving = 0;
+		resolving_clear(br, op->off);
 	} else {
+		pthread_mutex_lock(&br->txn_mu);
 		half_remove(br, op->off);
+		pthread_mutex_unlock(&br->txn_mu);
 	}
-	pthread_mutex_unlock(&br->txn_mu);
 	if (op->cb) {
 		struct cfx_send_result r = { .err = err };
 		op->cb(op->arg, &r, 1);
@@ -221,21 +229,13 @@ static int resolve(struct cfx_broker *br, struct cfx_view topic, uint64_t off, i
 	cfx_free(props);
 	cfx_read_result_free(&rd);
 	if (rc) {
-		pthread_mutex_lock(&br->txn_mu);
-		h = half_find(br, off);
-		if (h)
-			h->resolving = 0;
-		pthread_mutex_unlock(&br->txn_mu);
+		resolving_clear(br, off);
 		cfx_free(op);
 	}
 	return rc;
 fail:
 	cfx_read_result_free(&rd);
-	pthread_mutex_lock(&br->txn_mu);
-	h = half_find(br, off);
-	if (h)
-		h->resolving = 0;
-	pthread_mutex_unlock(&br->txn_mu);
+	resolving_clear(br, off);
 	cfx_free(op);
 	return rc;
 }
