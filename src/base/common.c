@@ -52,7 +52,8 @@ char *cfx_strdup(const char *s)
 char *cfx_strndup(const char *s, size_t n)
 {
 	char *d = cfx_malloc(n + 1);
-	memcpy(d, s, n);
+	if (n)
+		memcpy(d, s, n); /* s may be NULL when n is 0 (an empty view) */
 	d[n] = '\0';
 	return d;
 }
