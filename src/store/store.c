@@ -607,6 +607,56 @@ static int load_entry(struct cfx_store *st, uint64_t pos, struct cfx_read_result
 
 #define READ_IDX_CHUNK 32
 
+/*
+ * The start of every read: resets `res` (start, end and next offsets),
+ * finds the queue and the index position of `offset`. Returns 0 with *qp
+ * set when there is something to read, 0 with *qp NULL when there is
+ * nothing (at the end, an empty queue read at 0, or !want), or an error
+ * (CFX_EOFFSET outside the queue).
+ */
+static int read_begin(struct cfx_store *st, struct cfx_view topic, uint32_t queue_id,
+		      uint64_t offset, int want, struct cfx_read_result *res, struct queue **qp,
+		      uint64_t *ord)
+{
+	struct queue *q;
+	int rc;
+
+	*qp = NULL;
+	cfx_read_result_release(res);
+	res->next_offset = offset;
+	res->start_offset = res->end_offset = 0;
+	rc = check_target(st, topic, queue_id);
+	if (rc)
+		return rc;
+	q = store__queue_get(st, topic, queue_id, 0);
+	if (!q)
+		return offset == 0 ? 0 : CFX_EOFFSET;
+	res->start_offset = atomic_load(&q->start_offset);
+	res->end_offset = atomic_load_explicit(&q->end_offset, memory_order_acquire);
+	if (offset < res->start_offset || offset > res->end_offset)
+		return CFX_EOFFSET;
+	if (offset == res->end_offset || !want)
+		return 0;
+	pthread_mutex_lock(&q->mu);
+	rc = cq__find_offset(q, offset, ord);
+	pthread_mutex_unlock(&q->mu);
+	if (!rc)
+		*qp = q;
+	return rc;
+}
+
+/* Up to READ_IDX_CHUNK index entries from position `ord`; *rc gets an index error. */
+static uint32_t idx_chunk(struct queue *q, uint64_t ord, struct cfx_idx_entry *ies, int *rc)
+{
+	uint32_t n = 0;
+
+	pthread_mutex_lock(&q->mu);
+	while (n < READ_IDX_CHUNK && ord + n < q->entries && !*rc)
+		*rc = cq__get(q, ord + n, &ies[n]), n += !*rc;
+	pthread_mutex_unlock(&q->mu);
+	return n;
+}
+
 /* Could a batch whose index entry says `tag_hash` hold a message with one of the tags? */
 static int tags_may_match(uint32_t tag_hash, const uint32_t *tag_hashes, uint32_t ntags)
 {
@@ -634,35 +684,11 @@ int cfx_store_read_tags(struct cfx_store *st, struct cfx_view topic, uint32_t qu
 	uint64_t ord, cur = offset, skip_to = 0;
 	int rc;
 
-	cfx_read_result_release(res);
-	res->next_offset = offset;
-	res->start_offset = res->end_offset = 0;
-	rc = check_target(st, topic, queue_id);
-	if (rc)
+	rc = read_begin(st, topic, queue_id, offset, max_msgs > 0, res, &q, &ord);
+	if (rc || !q)
 		return rc;
-	q = store__queue_get(st, topic, queue_id, 0);
-	if (!q)
-		return offset == 0 ? 0 : CFX_EOFFSET;
-	res->start_offset = atomic_load(&q->start_offset);
-	res->end_offset = atomic_load_explicit(&q->end_offset, memory_order_acquire);
-	if (offset < res->start_offset || offset > res->end_offset)
-		return CFX_EOFFSET;
-	if (offset == res->end_offset || max_msgs == 0)
-		return 0;
-
-	pthread_mutex_lock(&q->mu);
-	rc = cq__find_offset(q, offset, &ord);
-	pthread_mutex_unlock(&q->mu);
-	if (rc)
-		return rc;
-
 	while (res->count < max_msgs && (res->count == 0 || res->bytes < max_bytes)) {
-		uint32_t n = 0;
-
-		pthread_mutex_lock(&q->mu);
-		while (n < READ_IDX_CHUNK && ord + n < q->entries && !rc)
-			rc = cq__get(q, ord + n, &ies[n]), n += !rc;
-		pthread_mutex_unlock(&q->mu);
+		uint32_t n = idx_chunk(q, ord, ies, &rc);
 		if (n == 0)
 			break;
 		for (uint32_t i = 0; i < n && !rc; i++) {
@@ -725,33 +751,11 @@ int cfx_store_read_batches(struct cfx_store *st, struct cfx_view topic, uint32_t
 	int rc;
 
 	*nout = 0;
-	cfx_read_result_release(res);
-	res->next_offset = offset;
-	res->start_offset = res->end_offset = 0;
-	rc = check_target(st, topic, queue_id);
-	if (rc)
-		return rc;
-	q = store__queue_get(st, topic, queue_id, 0);
-	if (!q)
-		return offset == 0 ? 0 : CFX_EOFFSET;
-	res->start_offset = atomic_load(&q->start_offset);
-	res->end_offset = atomic_load_explicit(&q->end_offset, memory_order_acquire);
-	if (offset < res->start_offset || offset > res->end_offset)
-		return CFX_EOFFSET;
-	if (offset == res->end_offset || max_refs == 0)
-		return 0;
-	pthread_mutex_lock(&q->mu);
-	rc = cq__find_offset(q, offset, &ord);
-	pthread_mutex_unlock(&q->mu);
-	if (rc)
+	rc = read_begin(st, topic, queue_id, offset, max_refs > 0, res, &q, &ord);
+	if (rc || !q)
 		return rc;
 	while (*nout < max_refs && (*nout == 0 || bytes < max_bytes)) {
-		uint32_t n = 0;
-
-		pthread_mutex_lock(&q->mu);
-		while (n < READ_IDX_CHUNK && ord + n < q->entries && !rc)
-			rc = cq__get(q, ord + n, &ies[n]), n += !rc;
-		pthread_mutex_unlock(&q->mu);
+		uint32_t n = idx_chunk(q, ord, ies, &rc);
 		if (n == 0)
 			break;
 		for (uint32_t i = 0; i < n && !rc; i++) {
