@@ -171,14 +171,12 @@ int cfx_batch_encode(struct cfx_writer *wr, const struct cfx_msg *msgs, uint32_t
 		return CFX_EPARSE; \
 	} while (0)
 
-int cfx_batch_open(struct cfx_batch_rd *b, const uint8_t *p, size_t len, int verify_crc,
-		   const char **why)
+/* Checks the header of the batch at `p` and fills `b` from it, records aside. */
+static int open_header(struct cfx_batch_rd *b, const uint8_t *p, size_t len, int verify_crc,
+		       const char **why)
 {
-	const char *dummy;
 	uint32_t batch_len;
 
-	if (!why)
-		why = &dummy;
 	memset(b, 0, sizeof *b);
 	if (len < CFX_KBATCH_HEADER_BYTES)
 		FAIL("record batch truncated");
@@ -204,11 +202,48 @@ int cfx_batch_open(struct cfx_batch_rd *b, const uint8_t *p, size_t len, int ver
 		FAIL("bad record count");
 	if (cfx_load_be32(p + CFX_KBATCH_OFF_LAST_OFFSET_DELTA) != b->count - 1)
 		FAIL("lastOffsetDelta does not match the record count");
-	if (b->attributes & (CFX_KBATCH_ATTR_COMPRESSION_MASK | CFX_KBATCH_ATTR_CONTROL)) {
-		*why = "compressed and control batches are not decoded by the store";
+	return 0;
+}
+
+int cfx_batch_open(struct cfx_batch_rd *b, const uint8_t *p, size_t len, int verify_crc,
+		   const char **why)
+{
+	const char *dummy;
+	int rc;
+
+	if (!why)
+		why = &dummy;
+	rc = open_header(b, p, len, verify_crc, why);
+	if (rc)
+		return rc;
+	if (b->attributes & CFX_KBATCH_ATTR_CONTROL) {
+		*why = "control batches hold no messages";
+		return CFX_EUNSUPPORTED;
+	}
+	if (b->attributes & CFX_KBATCH_ATTR_COMPRESSION_MASK) {
+		*why = "compressed batch: decompress its records and use cfx_batch_open_records";
 		return CFX_EUNSUPPORTED;
 	}
 	b->rd = cfx_reader_make(p + CFX_KBATCH_HEADER_BYTES, len - CFX_KBATCH_HEADER_BYTES);
+	return 0;
+}
+
+int cfx_batch_open_records(struct cfx_batch_rd *b, const uint8_t *p, size_t len, int verify_crc,
+			   const uint8_t *records, size_t records_len, const char **why)
+{
+	const char *dummy;
+	int rc;
+
+	if (!why)
+		why = &dummy;
+	rc = open_header(b, p, len, verify_crc, why);
+	if (rc)
+		return rc;
+	if (b->attributes & CFX_KBATCH_ATTR_CONTROL) {
+		*why = "control batches hold no messages";
+		return CFX_EUNSUPPORTED;
+	}
+	b->rd = cfx_reader_make(records, records_len);
 	return 0;
 }
 

@@ -127,10 +127,35 @@ struct cfx_batch_rd {
 /*
  * Parses the batch header of the `len` bytes at `p` (exactly one batch).
  * With `verify_crc`, checks Kafka's CRC. Returns 0, CFX_EPARSE (with *why),
- * or CFX_EUNSUPPORTED for a compressed or control batch.
+ * or CFX_EUNSUPPORTED for a compressed or control batch; with the latter
+ * the header fields of `b` are filled, so cfx_batch_is_compressed(b) tells
+ * a batch cfx_batch_open_records can decode once its records are
+ * decompressed (store/compress.h). Views point into `p`.
  */
 int cfx_batch_open(struct cfx_batch_rd *b, const uint8_t *p, size_t len, int verify_crc,
 		   const char **why);
+
+/*
+ * As cfx_batch_open, but the records are the `records_len` bytes at
+ * `records` (the batch's records section once decompressed, which the
+ * caller keeps alive while `b` and its views are used) instead of the bytes
+ * after the header. Returns 0, CFX_EPARSE (with *why), or CFX_EUNSUPPORTED
+ * for a control batch. Message views point into `records`.
+ */
+int cfx_batch_open_records(struct cfx_batch_rd *b, const uint8_t *p, size_t len, int verify_crc,
+			   const uint8_t *records, size_t records_len, const char **why);
+
+/* The compression codec of an opened batch (0 = none; compress.h). */
+static inline int cfx_batch_codec(const struct cfx_batch_rd *b)
+{
+	return b->attributes & CFX_KBATCH_ATTR_COMPRESSION_MASK;
+}
+
+/* Does an opened batch hold compressed messages (not a control batch)? */
+static inline int cfx_batch_is_compressed(const struct cfx_batch_rd *b)
+{
+	return cfx_batch_codec(b) != 0 && !(b->attributes & CFX_KBATCH_ATTR_CONTROL);
+}
 
 /*
  * Decodes the next message. Returns 1 with `m` filled, 0 after the last

@@ -28,7 +28,7 @@ static int index_keys(struct cfx_store *st, const struct cfx_entry *e)
 
 	rc = cfx_batch_open(&b, e->payload.p, e->payload.len, 0, &why);
 	if (rc == CFX_EUNSUPPORTED)
-		return 0; /* compressed batches are not key-indexed */
+		return 0; /* compressed and control batches are not key-indexed */
 	if (rc)
 		return CFX_ECORRUPT;
 	pthread_mutex_lock(&st->keys.mu);
@@ -67,7 +67,9 @@ out:
 /*
  * Checks that the batch of an entry decodes completely, before anything is
  * indexed: an entry is indexed whole or not at all. Compressed batches are
- * accepted as stored (the store does not decode them).
+ * accepted as stored: the dispatcher does not decompress them (the read
+ * path does, per read; docs/storage.md), so their keys and ids are not
+ * indexed and a damaged compressed payload shows only when it is read.
  */
 static int batch_is_valid(const struct cfx_entry *e)
 {

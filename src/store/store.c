@@ -19,6 +19,7 @@
 #include "base/clock.h"
 #include "base/err.h"
 #include "base/hash.h"
+#include "store/compress.h"
 #include "store/files.h"
 #include "store/store_int.h"
 
@@ -528,11 +529,25 @@ void cfx_read_result_init(struct cfx_read_result *res)
 	memset(res, 0, sizeof *res);
 }
 
+/*
+ * Decompression buffers of a result larger than this are freed on release
+ * rather than kept for the next read: a consumer that once met a large
+ * compressed batch does not hold its memory for good.
+ */
+#define READ_BUF_KEEP_BYTES (1u << 20)
+
 void cfx_read_result_release(struct cfx_read_result *res)
 {
 	for (uint32_t i = 0; i < res->nrefs; i++)
 		seg__unref(res->refs[i]);
+	for (uint32_t i = 0; i < res->nbufs; i++) {
+		if (res->bufs[i].cap > READ_BUF_KEEP_BYTES)
+			cfx_writer_free(&res->bufs[i]);
+		else
+			cfx_writer_reset(&res->bufs[i]);
+	}
 	res->nrefs = 0;
+	res->nbufs = 0;
 	res->count = 0;
 	res->bytes = 0;
 }
@@ -540,10 +555,40 @@ void cfx_read_result_release(struct cfx_read_result *res)
 void cfx_read_result_free(struct cfx_read_result *res)
 {
 	cfx_read_result_release(res);
+	for (uint32_t i = 0; i < res->cap_bufs; i++)
+		cfx_writer_free(&res->bufs[i]);
 	CFX_FREE(res->msgs);
 	CFX_FREE(res->refs);
 	CFX_FREE(res->origins);
-	res->cap = res->cap_refs = res->cap_origins = 0;
+	CFX_FREE(res->bufs);
+	res->cap = res->cap_refs = res->cap_origins = res->cap_bufs = 0;
+}
+
+/* An empty buffer owned by `res` until its release (res_buf_drop gives it back). */
+static struct cfx_writer *res_buf(struct cfx_read_result *res)
+{
+	struct cfx_writer *wr;
+
+	if (res->nbufs == res->cap_bufs) {
+		uint32_t ncap = res->cap_bufs ? res->cap_bufs * 2 : 2;
+		res->bufs = cfx_realloc(res->bufs, ncap * sizeof *res->bufs);
+		memset(res->bufs + res->cap_bufs, 0, (ncap - res->cap_bufs) * sizeof *res->bufs);
+		res->cap_bufs = ncap;
+	}
+	wr = &res->bufs[res->nbufs++];
+	if (!wr->p)
+		cfx_writer_init(wr, 0);
+	cfx_writer_reset(wr);
+	return wr;
+}
+
+/* Gives back the buffer res_buf returned last, unused. */
+static void res_buf_drop(struct cfx_read_result *res)
+{
+	CFX_ASSERT(res->nbufs > 0);
+	res->nbufs--;
+	if (res->bufs[res->nbufs].cap > READ_BUF_KEEP_BYTES)
+		cfx_writer_free(&res->bufs[res->nbufs]);
 }
 
 static void res_keep(struct cfx_read_result *res, struct seg *seg)
@@ -569,8 +614,40 @@ static struct cfx_msg_view *res_push(struct cfx_read_result *res)
 }
 
 /*
+ * Opens the compressed batch of `e` (whose header `b` holds) over its
+ * records, decompressed into a buffer owned by `res`. Returns 0,
+ * CFX_ECORRUPT (*why says how), or CFX_EUNSUPPORTED for a batch this store
+ * will not expand (over CFX_COMPRESS_OUTPUT_BYTES_MAX, unknown codec).
+ */
+static int open_compressed(struct cfx_read_result *res, const struct cfx_entry *e,
+			   struct cfx_batch_rd *b, const char *path, uint64_t off, const char **why)
+{
+	struct cfx_writer *wr = res_buf(res);
+	int codec = cfx_batch_codec(b);
+	int rc;
+
+	rc = cfx_compress_decode(codec, e->payload.p + CFX_KBATCH_HEADER_BYTES,
+				 e->payload.len - CFX_KBATCH_HEADER_BYTES,
+				 CFX_COMPRESS_OUTPUT_BYTES_MAX, wr, why);
+	if (rc == CFX_E2BIG || rc == CFX_EUNSUPPORTED) {
+		cfx_log_ratelimited(CFX_LOG_WARN,
+				    "store: the %s batch at %s+%llu is not decoded: %s",
+				    cfx_compress_codec_name(codec), path, (unsigned long long)off,
+				    *why);
+		rc = CFX_EUNSUPPORTED;
+	}
+	if (!rc)
+		rc = cfx_batch_open_records(b, e->payload.p, e->payload.len, 0, wr->p, wr->len,
+					    why);
+	if (rc)
+		res_buf_drop(res);
+	return rc == CFX_EPARSE ? CFX_ECORRUPT : rc;
+}
+
+/*
  * Decodes the log entry at `pos`, checking that it is the entry the caller
- * expects. On success the segment reference is kept in `res`.
+ * expects. On success the segment reference is kept in `res`, and so are
+ * the decompressed records of a compressed batch.
  */
 static int load_entry(struct cfx_store *st, uint64_t pos, struct cfx_read_result *res,
 		      struct cfx_entry *e, struct cfx_batch_rd *b)
@@ -589,12 +666,10 @@ static int load_entry(struct cfx_store *st, uint64_t pos, struct cfx_read_result
 	}
 	if (rc == 0)
 		rc = cfx_batch_open(b, e->payload.p, e->payload.len, 0, &why);
+	if (rc == CFX_EUNSUPPORTED && cfx_batch_is_compressed(b))
+		rc = open_compressed(res, e, b, seg->path, pos - seg->base, &why);
 	if (rc == CFX_EPARSE || rc == CFX_NEED_MORE || rc == CFX_EVERSION)
 		rc = CFX_ECORRUPT;
-	if (rc == CFX_EUNSUPPORTED)
-		cfx_log_ratelimited(CFX_LOG_WARN, "store: the batch at %s+%llu is compressed; this "
-				    "version cannot decode it",
-				    seg->path, (unsigned long long)(pos - seg->base));
 	if (rc) {
 		if (rc == CFX_ECORRUPT)
 			STORE_CORRUPT(seg->path, pos - seg->base, why ? why : "bad entry");

@@ -147,6 +147,10 @@ int cfx_store_append_wait(struct cfx_store *st, struct cfx_view topic, uint32_t 
 /*
  * Messages returned by a read. The views point into mapped log segments,
  * which stay mapped until cfx_read_result_release: the read copies nothing.
+ * Messages of compressed batches are the exception: their records are
+ * decompressed into buffers the result owns, and their views point there,
+ * valid until the same release (the buffers are reused by the next read
+ * and freed by cfx_read_result_free).
  */
 struct cfx_read_result {
 	struct cfx_msg_view *msgs;
@@ -166,6 +170,8 @@ struct cfx_read_result {
 	void **refs;
 	uint32_t nrefs, cap_refs;
 	uint32_t cap_origins;
+	struct cfx_writer *bufs;  /* decompressed records; [0, nbufs) in use */
+	uint32_t nbufs, cap_bufs; /* [nbufs, cap_bufs) kept for reuse */
 };
 
 /* The queue a looked-up message is stored in. */
@@ -175,7 +181,10 @@ struct cfx_msg_origin {
 };
 
 void cfx_read_result_init(struct cfx_read_result *res);
-/* Drops the references of the last read; the result can be reused. */
+/*
+ * Drops the references of the last read and its decompressed records
+ * (small buffers are kept for the next read); the result can be reused.
+ */
 void cfx_read_result_release(struct cfx_read_result *res);
 void cfx_read_result_free(struct cfx_read_result *res);
 
@@ -187,9 +196,12 @@ void cfx_read_result_free(struct cfx_read_result *res);
  * Returns 0 (count may be 0 at the end of the queue), CFX_EOFFSET if
  * `offset` is below start_offset or beyond end_offset (both are filled
  * in), CFX_ETOPIC/CFX_EQUEUE for bad names, and for a batch that cannot be
- * returned: CFX_ECORRUPT (it fails its checksum or does not decode) or
- * CFX_EUNSUPPORTED (it is compressed; the Kafka front end serves it as
- * stored). Nothing of such a batch is returned; next_offset is then the
+ * returned: CFX_ECORRUPT (it fails its checksum or does not decode,
+ * compressed records included) or CFX_EUNSUPPORTED (a compressed batch
+ * that expands beyond CFX_COMPRESS_OUTPUT_BYTES_MAX, or uses an unknown
+ * codec; the Kafka front end still serves it as stored). Compressed
+ * batches (gzip, snappy, lz4, zstd) are otherwise decoded like any other.
+ * Nothing of an unreadable batch is returned; next_offset is then the
  * offset after it, so a caller may deliberately skip it. Messages read
  * before such a batch are returned with 0. Releases whatever `res` held
  * before. @thread any

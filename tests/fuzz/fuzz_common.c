@@ -10,7 +10,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include <lz4frame.h>
+#include <snappy-c.h>
+#include <zlib.h>
+#include <zstd.h>
+
 #include "base/err.h"
+#include "store/compress.h"
 
 void fz_check_fail(const char *expr, const char *file, int line)
 {
@@ -77,12 +83,13 @@ static void check_msg(const struct cfx_msg_view *m, const uint8_t *p, size_t len
 	}
 }
 
+/* Decodes every message of an opened batch; views must lie in [p, p+len). */
+static int walk_messages(struct cfx_batch_rd *b, const uint8_t *p, size_t len, uint32_t *msgs_out);
+
 int fz_walk_batch(const uint8_t *p, size_t len, int verify_crc, uint32_t *msgs_out)
 {
 	struct cfx_batch_rd b;
-	struct cfx_msg_view m;
 	const char *why = NULL;
-	uint32_t n = 0;
 	int rc;
 
 	if (msgs_out)
@@ -93,9 +100,39 @@ int fz_walk_batch(const uint8_t *p, size_t len, int verify_crc, uint32_t *msgs_o
 		FZ_CHECK(why != NULL);
 		return rc;
 	}
-	FZ_CHECK(b.count >= 1 && b.count <= CFX_BATCH_RECORDS_MAX);
 	FZ_CHECK(len >= CFX_KBATCH_HEADER_BYTES);
 	FZ_CHECK(!(b.attributes & (CFX_KBATCH_ATTR_COMPRESSION_MASK | CFX_KBATCH_ATTR_CONTROL)));
+	return walk_messages(&b, p, len, msgs_out);
+}
+
+int fz_walk_records(const uint8_t *p, size_t len, const uint8_t *records, size_t records_len,
+		    uint32_t *msgs_out)
+{
+	struct cfx_batch_rd b;
+	const char *why = NULL;
+	int rc;
+
+	if (msgs_out)
+		*msgs_out = 0;
+	rc = cfx_batch_open_records(&b, p, len, 0, records, records_len, &why);
+	if (rc) {
+		FZ_CHECK(rc == CFX_EPARSE || rc == CFX_EUNSUPPORTED);
+		FZ_CHECK(rc != CFX_EUNSUPPORTED || (b.attributes & CFX_KBATCH_ATTR_CONTROL));
+		FZ_CHECK(why != NULL);
+		return rc;
+	}
+	return walk_messages(&b, records, records_len, msgs_out);
+}
+
+static int walk_messages(struct cfx_batch_rd *bp, const uint8_t *p, size_t len, uint32_t *msgs_out)
+{
+	struct cfx_batch_rd b = *bp;
+	struct cfx_msg_view m;
+	const char *why = NULL;
+	uint32_t n = 0;
+	int rc;
+
+	FZ_CHECK(b.count >= 1 && b.count <= CFX_BATCH_RECORDS_MAX);
 
 	for (;;) {
 		why = NULL;
@@ -118,4 +155,72 @@ int fz_walk_batch(const uint8_t *p, size_t len, int verify_crc, uint32_t *msgs_o
 	if (msgs_out)
 		*msgs_out = n;
 	return rc;
+}
+
+/* ------------------------------------------------------------------------
+ * Compression, as producers do it (for seeds and round trips)
+ * ------------------------------------------------------------------------ */
+
+static void compress_snappy_block(const uint8_t *p, size_t len, struct cfx_writer *wr)
+{
+	size_t n = snappy_max_compressed_length(len);
+	uint8_t *d = cfx_writer_reserve(wr, n);
+
+	FZ_CHECK(snappy_compress((const char *)p, len, (char *)d, &n) == SNAPPY_OK);
+	wr->len += n;
+}
+
+void fz_compress(int codec, int xerial, size_t xerial_block, const uint8_t *p, size_t len,
+		 struct cfx_writer *wr)
+{
+	static const uint8_t magic[8] = { 0x82, 'S', 'N', 'A', 'P', 'P', 'Y', 0 };
+	size_t bound, n;
+	z_stream zs;
+
+	switch (codec) {
+	case CFX_COMPRESS_GZIP:
+		memset(&zs, 0, sizeof zs);
+		FZ_CHECK(deflateInit2(&zs, 6, Z_DEFLATED, 16 + MAX_WBITS, 8, Z_DEFAULT_STRATEGY) ==
+			 Z_OK);
+		bound = deflateBound(&zs, (uLong)len) + 32;
+		zs.next_in = (Bytef *)p;
+		zs.avail_in = (uInt)len;
+		zs.next_out = cfx_writer_reserve(wr, bound);
+		zs.avail_out = (uInt)bound;
+		FZ_CHECK(deflate(&zs, Z_FINISH) == Z_STREAM_END);
+		wr->len += bound - zs.avail_out;
+		deflateEnd(&zs);
+		break;
+	case CFX_COMPRESS_SNAPPY:
+		if (!xerial) {
+			compress_snappy_block(p, len, wr);
+			break;
+		}
+		cfx_write_bytes(wr, magic, sizeof magic);
+		cfx_write_be32(wr, 1); /* version */
+		cfx_write_be32(wr, 1); /* compatible version */
+		for (size_t off = 0; off < len; off += xerial_block) {
+			size_t at = wr->len;
+
+			n = len - off < xerial_block ? len - off : xerial_block;
+			cfx_write_be32(wr, 0); /* back-patched */
+			compress_snappy_block(p + off, n, wr);
+			cfx_store_be32(wr->p + at, (uint32_t)(wr->len - at - 4));
+		}
+		break;
+	case CFX_COMPRESS_LZ4:
+		bound = LZ4F_compressFrameBound(len, NULL);
+		n = LZ4F_compressFrame(cfx_writer_reserve(wr, bound), bound, p, len, NULL);
+		FZ_CHECK(!LZ4F_isError(n));
+		wr->len += n;
+		break;
+	case CFX_COMPRESS_ZSTD:
+		bound = ZSTD_compressBound(len);
+		n = ZSTD_compress(cfx_writer_reserve(wr, bound), bound, p, len, 3);
+		FZ_CHECK(!ZSTD_isError(n));
+		wr->len += n;
+		break;
+	default:
+		FZ_CHECK(!"a codec to compress with");
+	}
 }

@@ -43,6 +43,21 @@
 #define FZ_ENTRY_CTRL_BYTES 3u
 
 /*
+ * fuzz_compress input:
+ * OFFSET | SIZE | FIELD
+ *      0 |    1 | ctrl    bits 0-2: the codec (attributes & 7), then FZ_COMP_* flags
+ *      1 |    1 | arg     FZ_COMP_TINY_LIMIT: output limit = arg * 64 bytes;
+ *        |      |         FZ_COMP_AS_BATCH: the header claims arg % 16 + 1 records
+ *      2 |    N | a compressed records section, exactly the rest of the input
+ */
+#define FZ_COMP_CODEC_MASK 0x07u
+#define FZ_COMP_TINY_LIMIT 0x08u /* a limit of a few KiB, so limits are hit often */
+#define FZ_COMP_AS_BATCH 0x10u	 /* decode the output as the records of a batch */
+#define FZ_COMP_XERIAL 0x20u	 /* seeds only: the generator frames snappy as xerial */
+#define FZ_COMP_CTRL_BYTES 2u
+#define FZ_COMP_BYTES_MAX (1u << 20) /* the limit otherwise (the store's is larger) */
+
+/*
  * fuzz_recovery input: a fixed preamble, then slices.
  * OFFSET | SIZE | FIELD
  *      0 |    1 | mode     FZ_REC_LAYOUT_MASK bits and FZ_REC_* flags
@@ -109,5 +124,21 @@ int fz_view_within(struct cfx_view v, const uint8_t *base, size_t len);
  * `msgs_out`, if not NULL, receives the number of messages decoded.
  */
 int fz_walk_batch(const uint8_t *p, size_t len, int verify_crc, uint32_t *msgs_out);
+
+/*
+ * As fz_walk_batch, over a batch header at `p` (`len` bytes) whose records
+ * are the `records_len` bytes at `records` (cfx_batch_open_records): every
+ * view must lie in `records`.
+ */
+int fz_walk_records(const uint8_t *p, size_t len, const uint8_t *records, size_t records_len,
+		    uint32_t *msgs_out);
+
+/*
+ * Compresses `len` bytes at `p` with `codec` (store/compress.h) as a Kafka
+ * producer would, appending to `wr`; snappy in xerial framing if `xerial`
+ * (blocks of `xerial_block` input bytes). For seeds and round trips.
+ */
+void fz_compress(int codec, int xerial, size_t xerial_block, const uint8_t *p, size_t len,
+		 struct cfx_writer *wr);
 
 #endif

@@ -2,7 +2,8 @@
  * gen_corpus.c - writes the seed corpora of the fuzz targets with the
  * store's own encoders (cfx_batch_encode, cfx_entry_seal,
  * cfx_entry_end_encode, cfx_seg_header_encode, cfx_checkpoint_encode,
- * cfx_idx_entry_encode, cfx_kix_*_encode): valid inputs of each kind, and
+ * cfx_idx_entry_encode, cfx_kix_*_encode) and, for fuzz_compress, the
+ * compression libraries (fz_compress): valid inputs of each kind, and
  * near-valid ones (truncated, bit-flipped, newer versions, torn tails) that
  * start the fuzzer next to the interesting edges.
  *
@@ -25,6 +26,7 @@
 #include "base/fileops.h"
 #include "fuzz_common.h"
 #include "store/batch.h"
+#include "store/compress.h"
 #include "store/format.h"
 
 #ifndef CFX_FUZZ_CORPUS_DIR
@@ -976,12 +978,93 @@ static void gen_recovery(void)
 	cfx_writer_free(&l.im.wr);
 }
 
+/* ------------------------------------------------------------------------
+ * fuzz_compress seeds
+ * ------------------------------------------------------------------------ */
+
+/* Codec variants: the four codecs, snappy in both framings. */
+static const struct {
+	const char *name;
+	int codec, xerial;
+} comp_vars[] = {
+	{ "gzip", CFX_COMPRESS_GZIP, 0 },     { "snappy", CFX_COMPRESS_SNAPPY, 0 },
+	{ "xerial", CFX_COMPRESS_SNAPPY, 1 }, { "lz4", CFX_COMPRESS_LZ4, 0 },
+	{ "zstd", CFX_COMPRESS_ZSTD, 0 },
+};
+
+static void comp_seed(const char *name, uint8_t ctrl, uint8_t arg, const uint8_t *p, size_t len)
+{
+	uint8_t *buf = cfx_malloc(len + FZ_COMP_CTRL_BYTES);
+
+	buf[0] = ctrl;
+	buf[1] = arg;
+	if (len)
+		memcpy(buf + FZ_COMP_CTRL_BYTES, p, len);
+	write_seed("fuzz_compress", name, buf, len + FZ_COMP_CTRL_BYTES);
+	cfx_free(buf);
+}
+
+static void gen_compress(void)
+{
+	static uint8_t zeros[16384];
+	struct cfx_writer wr, z;
+	char name[64];
+
+	cfx_writer_init(&wr, 4096);
+	cfx_writer_init(&z, 4096);
+	for (size_t v = 0; v < sizeof comp_vars / sizeof comp_vars[0]; v++) {
+		int codec = comp_vars[v].codec, xerial = comp_vars[v].xerial;
+
+		/* Records sections of every message set, read back as batches. */
+		for (int set = 0; set < SET_COUNT; set++) {
+			struct cfx_batch_info info;
+			uint8_t ctrl = (uint8_t)codec;
+
+			cfx_writer_reset(&wr);
+			cfx_writer_reset(&z);
+			info = put_set(&wr, (enum msgset)set);
+			fz_compress(codec, xerial, 256, wr.p + CFX_KBATCH_HEADER_BYTES,
+				    wr.len - CFX_KBATCH_HEADER_BYTES, &z);
+			if (info.count <= 16)
+				ctrl |= FZ_COMP_AS_BATCH;
+			snprintf(name, sizeof name, "%s-%s", comp_vars[v].name, set_names[set]);
+			comp_seed(name, ctrl, (uint8_t)(info.count - 1), z.p, z.len);
+			if (set == SET_RICH) {
+				/* Cut in half; one byte short. */
+				snprintf(name, sizeof name, "%s-truncated", comp_vars[v].name);
+				comp_seed(name, ctrl, (uint8_t)(info.count - 1), z.p, z.len / 2);
+				snprintf(name, sizeof name, "%s-short-1", comp_vars[v].name);
+				comp_seed(name, ctrl, (uint8_t)(info.count - 1), z.p, z.len - 1);
+				/* Two streams in a row. */
+				fz_compress(codec, xerial, 256, wr.p + CFX_KBATCH_HEADER_BYTES,
+					    wr.len - CFX_KBATCH_HEADER_BYTES, &z);
+				snprintf(name, sizeof name, "%s-twice", comp_vars[v].name);
+				comp_seed(name, (uint8_t)codec, 0, z.p, z.len);
+			}
+		}
+		/* Much more output than the limit (512 bytes), from little input. */
+		cfx_writer_reset(&z);
+		fz_compress(codec, xerial, 4096, zeros, sizeof zeros, &z);
+		snprintf(name, sizeof name, "%s-bomb", comp_vars[v].name);
+		comp_seed(name, (uint8_t)(codec | FZ_COMP_TINY_LIMIT), 8, z.p, z.len);
+		/* Nothing at all. */
+		snprintf(name, sizeof name, "%s-empty", comp_vars[v].name);
+		comp_seed(name, (uint8_t)codec, 0, NULL, 0);
+	}
+	/* Codecs that do not exist. */
+	comp_seed("codec-5", 5, 0, (const uint8_t *)"\x1f\x8b\x08\x00", 4);
+	comp_seed("codec-7", 7, 0, NULL, 0);
+	cfx_writer_free(&z);
+	cfx_writer_free(&wr);
+}
+
 int main(int argc, char **argv)
 {
 	out_dir = argc > 1 ? argv[1] : CFX_FUZZ_CORPUS_DIR;
 	gen_batch();
 	gen_entry();
 	gen_recovery();
+	gen_compress();
 	printf("gen_corpus: wrote %u seeds under %s\n", seeds_written, out_dir);
 	return 0;
 }
