@@ -41,8 +41,23 @@ struct out_chunk {
 	size_t len;  /* bytes in data */
 	size_t off;  /* bytes already sent */
 	size_t cap;
+	const uint8_t *ext;	    /* bytes owned elsewhere (cfx_conn_write_ref), or NULL */
+	void (*release)(void *arg); /* called when ext's bytes are no longer needed */
+	void *arg;
 	uint8_t data[];
 };
+
+static inline const uint8_t *chunk_bytes(const struct out_chunk *ch)
+{
+	return ch->ext ? ch->ext : ch->data;
+}
+
+static void chunk_free(struct out_chunk *ch)
+{
+	if (ch->release)
+		ch->release(ch->arg);
+	cfx_free(ch);
+}
 
 /* What the listeners of one name share across loops. */
 struct lsn_shared {
@@ -170,7 +185,7 @@ static void conn_free(void *arg)
 		struct iovec iov[16];
 		int n = 0;
 		for (struct out_chunk *ch = c->out_head; ch && n < 16; ch = ch->next, n++) {
-			iov[n].iov_base = ch->data + ch->off;
+			iov[n].iov_base = (void *)(chunk_bytes(ch) + ch->off);
 			iov[n].iov_len = ch->len - ch->off;
 		}
 		ssize_t w = c->ops->writev(c, iov, n);
@@ -185,7 +200,7 @@ static void conn_free(void *arg)
 			} else {
 				w -= (ssize_t)left;
 				c->out_head = ch->next;
-				cfx_free(ch);
+				chunk_free(ch);
 			}
 		}
 	}
@@ -204,7 +219,7 @@ static void conn_free(void *arg)
 	while (c->out_head) {
 		struct out_chunk *ch = c->out_head;
 		c->out_head = ch->next;
-		cfx_free(ch);
+		chunk_free(ch);
 	}
 	if (c->prev)
 		c->prev->next = c->next;
@@ -237,7 +252,7 @@ static int conn_flush(struct cfx_conn *c)
 	while (c->out_head || c->ops->pending(c)) {
 		int n = 0;
 		for (struct out_chunk *ch = c->out_head; ch && n < 16; ch = ch->next, n++) {
-			iov[n].iov_base = ch->data + ch->off;
+			iov[n].iov_base = (void *)(chunk_bytes(ch) + ch->off);
 			iov[n].iov_len = ch->len - ch->off;
 		}
 		ssize_t w = c->ops->writev(c, iov, n);
@@ -259,7 +274,7 @@ static int conn_flush(struct cfx_conn *c)
 				c->out_head = ch->next;
 				if (!c->out_head)
 					c->out_tail = NULL;
-				cfx_free(ch);
+				chunk_free(ch);
 			}
 		}
 		if (n == 0 && !c->ops->pending(c))
@@ -300,9 +315,7 @@ void cfx_conn_write(struct cfx_conn *c, const void *p, size_t n)
 		if (!ch || ch->len == ch->cap) {
 			size_t cap = n > CHUNK_BYTES ? n : CHUNK_BYTES;
 			ch = cfx_malloc(sizeof *ch + cap);
-			ch->next = NULL;
-			ch->len = ch->off = 0;
-			ch->cap = cap;
+			*ch = (struct out_chunk){ .cap = cap };
 			if (c->out_tail)
 				c->out_tail->next = ch;
 			else
@@ -316,6 +329,30 @@ void cfx_conn_write(struct cfx_conn *c, const void *p, size_t n)
 		n -= k;
 		c->out_bytes += k;
 	}
+	if (!c->flush_scheduled) {
+		c->flush_scheduled = 1;
+		cfx_loop_defer(c->loop, flush_task, c);
+	}
+}
+
+void cfx_conn_write_ref(struct cfx_conn *c, const void *p, size_t n, void (*release)(void *arg),
+			void *arg)
+{
+	struct out_chunk *ch;
+
+	if (c->closing || n == 0) {
+		if (release)
+			release(arg);
+		return;
+	}
+	ch = cfx_malloc(sizeof *ch);
+	*ch = (struct out_chunk){ .len = n, .cap = n, .ext = p, .release = release, .arg = arg };
+	if (c->out_tail)
+		c->out_tail->next = ch;
+	else
+		c->out_head = ch;
+	c->out_tail = ch;
+	c->out_bytes += n;
 	if (!c->flush_scheduled) {
 		c->flush_scheduled = 1;
 		cfx_loop_defer(c->loop, flush_task, c);
@@ -804,7 +841,7 @@ void cfx_server_free(struct cfx_server *srv)
 			while (c->out_head) {
 				struct out_chunk *ch = c->out_head;
 				c->out_head = ch->next;
-				cfx_free(ch);
+				chunk_free(ch);
 			}
 			cfx_free(c);
 		}
@@ -935,9 +972,9 @@ static void mem_move_queued(struct cfx_conn *c)
 
 	while (c->out_head) {
 		struct out_chunk *ch = c->out_head;
-		cfx_write_bytes(&mc->out, ch->data + ch->off, ch->len - ch->off);
+		cfx_write_bytes(&mc->out, chunk_bytes(ch) + ch->off, ch->len - ch->off);
 		c->out_head = ch->next;
-		cfx_free(ch);
+		chunk_free(ch);
 	}
 	c->out_tail = NULL;
 	c->out_bytes = 0;

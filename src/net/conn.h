@@ -84,6 +84,15 @@ struct cfx_conn {
 
 /* Queues `n` bytes for sending (copied). Ignored once the connection closes. */
 void cfx_conn_write(struct cfx_conn *c, const void *p, size_t n);
+/*
+ * Queues the n bytes at p without copying them (after whatever is queued
+ * already): they must stay valid until release(arg) is called, which
+ * happens once they are written or the connection is closed (at once if
+ * it is closing or n is 0). release may be NULL when a later call's
+ * release covers these bytes too.
+ */
+void cfx_conn_write_ref(struct cfx_conn *c, const void *p, size_t n, void (*release)(void *arg),
+			void *arg);
 /* Bytes queued and not yet sent. */
 static inline size_t cfx_conn_out_bytes(const struct cfx_conn *c)
 {

@@ -20,6 +20,7 @@
 
 #define NODE_ID 0
 #define FETCH_REFS_MAX 256
+#define FETCH_COPY_MAX (64u << 10) /* a partition's records below this are copied */
 
 static char *vdup(struct cfx_view v)
 {
@@ -631,6 +632,23 @@ static size_t fetch_available(struct kf_fetch *f)
 	return total;
 }
 
+/* The store's segments a response's references point into, pinned until
+ * the connection has written them. */
+struct f_pins {
+	struct cfx_read_result *v;
+	uint32_t n, cap;
+};
+
+static void pins_release(void *arg)
+{
+	struct f_pins *pins = arg;
+
+	for (uint32_t i = 0; i < pins->n; i++)
+		cfx_read_result_free(&pins->v[i]);
+	cfx_free(pins->v);
+	cfx_free(pins);
+}
+
 static void fetch_answer(struct kf_fetch *f)
 {
 	struct kreq *r = f->r;
@@ -639,6 +657,7 @@ static void fetch_answer(struct kf_fetch *f)
 	struct cfx_writer *w = &r->out;
 	struct cfx_batch_ref *refs = cfx_malloc(FETCH_REFS_MAX * sizeof *refs);
 	struct cfx_read_result rd;
+	struct f_pins *pins = NULL;
 	size_t start = kreq_begin(r), total = 0;
 
 	cfx_read_result_init(&rd);
@@ -692,16 +711,33 @@ static void fetch_answer(struct kf_fetch *f)
 			for (uint32_t b = 0; b < n; b++)
 				bytes += refs[b].len;
 			kf_write_i32(w, (int32_t)bytes);
-			for (uint32_t b = 0; b < n; b++)
-				cfx_write_bytes(w, refs[b].p, refs[b].len);
 			total += bytes;
-			cfx_read_result_free(&rd);
+			if (bytes < FETCH_COPY_MAX) { /* small: copying is cheaper than a reference */
+				for (uint32_t b = 0; b < n; b++)
+					cfx_write_bytes(w, refs[b].p, refs[b].len);
+				cfx_read_result_free(&rd);
+				cfx_read_result_init(&rd);
+				continue;
+			}
+			/* Sent from the log's mapping: the segments stay pinned until written. */
+			for (uint32_t b = 0; b < n; b++)
+				kreq_add_ref(r, refs[b].p, refs[b].len);
+			if (!pins) {
+				pins = cfx_calloc(1, sizeof *pins);
+				r->release = pins_release;
+				r->release_arg = pins;
+			}
+			if (pins->n == pins->cap) {
+				pins->cap = pins->cap ? pins->cap * 2 : 4;
+				pins->v = cfx_realloc(pins->v, pins->cap * sizeof *pins->v);
+			}
+			pins->v[pins->n++] = rd; /* moved: rd starts afresh */
 			cfx_read_result_init(&rd);
 		}
 	}
 	cfx_read_result_free(&rd);
 	cfx_free(refs);
-	kf_end_response(w, start);
+	kreq_end(r, start);
 }
 
 /* Answers a waiting fetch with what there is. @thread loop */

@@ -12,6 +12,19 @@
 
 struct kf_fetch;
 
+/* Bytes of a response sent by reference (from the store's mapping) at
+ * position `at` of the response's own bytes. */
+struct kf_ref {
+	size_t at;
+	const uint8_t *p;
+	size_t len;
+};
+
+/* This broker's node id (Metadata, DescribeCluster) and the leader epoch of
+ * every partition: one node has led each partition since its creation. */
+#define KF_NODE_ID 0
+#define KF_LEADER_EPOCH 0
+
 /* One request in a connection's queue. */
 struct kreq {
 	struct kreq *next;
@@ -23,6 +36,11 @@ struct kreq {
 	int silent;		 /* acks=0 Produce: no response */
 	int pending;		 /* work still out (completion frees an orphan) */
 	struct kf_fetch *fetch;	 /* a Fetch waiting for data */
+	struct kf_ref *refs;	 /* parts of the response not copied into out */
+	uint32_t nrefs, caprefs;
+	size_t ref_bytes;
+	void (*release)(void *arg); /* releases what refs point into */
+	void *release_arg;
 };
 
 struct kconn {
@@ -37,6 +55,10 @@ struct kconn {
 void kconn_flush(struct kconn *kc);
 void kreq_done(struct kreq *r);
 size_t kreq_begin(struct kreq *r);
+/* Appends n bytes at p to the response by reference (see struct kf_ref). */
+void kreq_add_ref(struct kreq *r, const uint8_t *p, size_t n);
+/* Ends a response begun with kreq_begin: its size counts the references. */
+void kreq_end(struct kreq *r, size_t start);
 
 /* api.c: the handlers; each reads its request body from `rd` and either
  * completes the slot (kreq_done) or leaves work pending. */

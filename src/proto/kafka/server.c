@@ -58,10 +58,56 @@ void kafka_service_free(struct kafka_service *svc)
 
 static void kreq_free(struct kreq *r)
 {
+	if (r->release)
+		r->release(r->release_arg);
+	cfx_free(r->refs);
 	cfx_writer_free(&r->out);
 	if (r->fetch)
 		kf_fetch_free(r->fetch);
 	cfx_free(r);
+}
+
+/* Queues a response on the connection: its own bytes copied, its
+ * references (fetched batches) by reference, released once written. */
+static void kreq_send(struct kconn *kc, struct kreq *r)
+{
+	size_t pos = 0;
+
+	for (uint32_t i = 0; i < r->nrefs; i++) {
+		struct kf_ref *ref = &r->refs[i];
+		int last = i + 1 == r->nrefs;
+		cfx_conn_write(kc->c, r->out.p + pos, ref->at - pos);
+		cfx_conn_write_ref(kc->c, ref->p, ref->len, last ? r->release : NULL,
+				   last ? r->release_arg : NULL);
+		pos = ref->at;
+	}
+	if (r->nrefs)
+		r->release = NULL; /* the connection releases them now */
+	cfx_conn_write(kc->c, r->out.p + pos, r->out.len - pos);
+}
+
+void kreq_add_ref(struct kreq *r, const uint8_t *p, size_t n)
+{
+	struct kf_ref *last = r->nrefs ? &r->refs[r->nrefs - 1] : NULL;
+
+	if (!n)
+		return;
+	r->ref_bytes += n;
+	if (last && last->at == r->out.len && last->p + last->len == p) {
+		last->len += n; /* adjacent in the log: one reference */
+		return;
+	}
+	if (r->nrefs == r->caprefs) {
+		r->caprefs = r->caprefs ? r->caprefs * 2 : 16;
+		r->refs = cfx_realloc(r->refs, r->caprefs * sizeof *r->refs);
+	}
+	r->refs[r->nrefs++] = (struct kf_ref){ r->out.len, p, n };
+}
+
+void kreq_end(struct kreq *r, size_t start)
+{
+	kf_end_response(&r->out, start);
+	cfx_store_be32(r->out.p + start, (uint32_t)(r->out.len - start - 4 + r->ref_bytes));
 }
 
 /* Sends the ready responses at the head of the queue, in order. @thread loop */
@@ -74,7 +120,7 @@ void kconn_flush(struct kconn *kc)
 			kc->tail = NULL;
 		kc->inflight--;
 		if (!r->silent)
-			cfx_conn_write(kc->c, r->out.p, r->out.len);
+			kreq_send(kc, r);
 		kreq_free(r);
 	}
 }
