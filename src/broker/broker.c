@@ -35,6 +35,11 @@ struct cfx_store *cfx_broker_store(struct cfx_broker *br)
 	return br->st;
 }
 
+const struct cfx_broker_opts *cfx_broker_opts_of(const struct cfx_broker *br)
+{
+	return &br->o;
+}
+
 /* The store dispatched messages of (topic, queue): wake its long polls. */
 static void on_dispatch(void *arg, struct cfx_view topic, uint32_t queue_id, uint64_t end)
 {
@@ -98,6 +103,7 @@ int cfx_broker_open(const struct cfx_broker_opts *o, struct cfx_broker **out,
 	br->o = *o;
 	br->fops = o->store.fops ? o->store.fops : &cfx_fileops_real;
 	br->dir = cfx_strdup(o->store.dir);
+	br->o.store.dir = br->dir; /* the caller's string need not outlive open */
 	br->meta_dir = join(br->dir, "meta");
 	br->pop_dir = join(br->dir, "pop");
 	br->jfd = -1;

@@ -64,6 +64,9 @@ int cfx_broker_open(const struct cfx_broker_opts *o, struct cfx_broker **out,
 int cfx_broker_close(struct cfx_broker *br);
 
 struct cfx_store *cfx_broker_store(struct cfx_broker *br);
+/* The options the broker was opened with (store.dir is the broker's own
+ * copy); valid until cfx_broker_close. @thread any: they never change. */
+const struct cfx_broker_opts *cfx_broker_opts_of(const struct cfx_broker *br);
 
 /* ------------------------------------------------------------------------
  * Topics
@@ -366,6 +369,18 @@ void cfx_broker_group_positions(struct cfx_broker *br, struct cfx_view group,
 /* Moves a group's position on every queue of a topic to `offset` (or to the time). */
 int cfx_broker_group_reset(struct cfx_broker *br, struct cfx_view group, struct cfx_view topic,
 			   int64_t offset, int64_t ts_ms);
+
+/*
+ * A consumer's own commit of its position (Kafka's OffsetCommit): the
+ * group's committed offset on one queue becomes `offset` (the next offset
+ * to consume; one beyond the queue's end is recorded as the end), anything
+ * in flight there is forgotten. Journaled before it returns. The committed
+ * position reads back with cfx_broker_group_queue_state. Returns 0,
+ * CFX_ENOENT (no topic), CFX_EQUEUE, or the journal's write error.
+ * @thread any
+ */
+int cfx_broker_offset_commit(struct cfx_broker *br, struct cfx_view group, struct cfx_view topic,
+			    uint32_t queue, uint64_t offset);
 
 /* ------------------------------------------------------------------------
  * Dead letters

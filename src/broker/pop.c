@@ -1976,6 +1976,31 @@ int cfx_broker_group_reset(struct cfx_broker *br, struct cfx_view group, struct 
 	return 0;
 }
 
+int cfx_broker_offset_commit(struct cfx_broker *br, struct cfx_view group, struct cfx_view topic,
+			    uint32_t queue, uint64_t offset)
+{
+	struct cfx_topic_info ti;
+	uint64_t start, end;
+	int rc = cfx_broker_topic_get(br, topic, 0, &ti);
+
+	if (rc)
+		return rc;
+	if (queue >= ti.queues)
+		return CFX_EQUEUE;
+	cfx_store_queue_bounds(br->st, topic, queue, &start, &end);
+	if (offset > end)
+		offset = end;
+	pthread_mutex_lock(&br->pop_mu);
+	struct cursor *c = cursor_get(br, group, topic, queue, offset);
+	if (c->committed != offset || c->next != offset || c->inflight) {
+		struct rec r = { .type = REC_RESET, .cursor = c->id, .offset = offset };
+		journal(br, &r);
+		apply(br, &r);
+	}
+	rc = pop_unlock(br);
+	return rc;
+}
+
 /* ------------------------------------------------------------------------
  * Watches (long polling)
  * ------------------------------------------------------------------------ */

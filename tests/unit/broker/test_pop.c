@@ -779,9 +779,72 @@ static void test_pop_state_survives_restart_and_crash(void **state)
 	cfx_pop_result_free(&res);
 }
 
+/* A consumer's own commits (Kafka's OffsetCommit): set, clamped, replace
+ * what was in flight, survive a crash image, and POP continues there. */
+static void test_offset_commit(void **state)
+{
+	struct fx *f = *state;
+	struct cfx_group_queue_state gs;
+	struct cfx_pop_result res;
+	struct sent s;
+
+	cfx_pop_result_init(&res);
+	assert_int_equal(cfx_broker_topic_create(f->br, "oc", CFX_MSG_FIFO, 2), 0);
+	for (int i = 0; i < 5; i++)
+		send_n(f, "oc", "o", 1, NULL, "k", &s); /* one message group: one queue */
+	uint32_t q = s.res[0].queue;
+	assert_int_equal(cfx_broker_group_queue_state(f->br, CFX_VIEW_STR("kg"), CFX_VIEW_STR("oc"),
+						      q, &gs),
+			 CFX_ENOENT);
+	assert_int_equal(cfx_broker_offset_commit(f->br, CFX_VIEW_STR("kg"), CFX_VIEW_STR("oc"), q, 3),
+			 0);
+	assert_int_equal(cfx_broker_group_queue_state(f->br, CFX_VIEW_STR("kg"), CFX_VIEW_STR("oc"),
+						      q, &gs),
+			 0);
+	assert_int_equal(gs.committed, 3);
+	assert_int_equal(gs.end, 5);
+	/* Beyond the end: recorded as the end. Unknown topic and queue: errors. */
+	assert_int_equal(cfx_broker_offset_commit(f->br, CFX_VIEW_STR("kg"), CFX_VIEW_STR("oc"), q, 99),
+			 0);
+	cfx_broker_group_queue_state(f->br, CFX_VIEW_STR("kg"), CFX_VIEW_STR("oc"), q, &gs);
+	assert_int_equal(gs.committed, 5);
+	assert_int_equal(cfx_broker_offset_commit(f->br, CFX_VIEW_STR("kg"), CFX_VIEW_STR("nope"), 0, 1),
+			 CFX_ENOENT);
+	assert_int_equal(cfx_broker_offset_commit(f->br, CFX_VIEW_STR("kg"), CFX_VIEW_STR("oc"), 7, 1),
+			 CFX_EQUEUE);
+	/* Back to 1, with messages in flight: they are forgotten, POP resumes at 1. */
+	assert_int_equal(cfx_broker_offset_commit(f->br, CFX_VIEW_STR("kg"), CFX_VIEW_STR("oc"), q, 1),
+			 0);
+	assert_int_equal(pop(f, "kg", "oc", 2, 60000, &res), 2);
+	assert_int_equal(res.msgs[0].v.offset, 1);
+	assert_int_equal(cfx_broker_offset_commit(f->br, CFX_VIEW_STR("kg"), CFX_VIEW_STR("oc"), q, 2),
+			 0);
+	cfx_broker_group_queue_state(f->br, CFX_VIEW_STR("kg"), CFX_VIEW_STR("oc"), q, &gs);
+	assert_int_equal(gs.committed, 2);
+	assert_int_equal(gs.inflight, 0);
+
+	/* A crash image of the live directory keeps the commit. */
+	char *imgdir = tu_tmpdir(), img[PATH_MAX];
+	snprintf(img, sizeof img, "%s/image", imgdir);
+	assert_int_equal(tu_copy_tree(f->dir, img), 0);
+	struct cfx_broker_opts o = f->o;
+	o.store.dir = img;
+	struct cfx_broker *b2;
+	assert_int_equal(cfx_broker_open(&o, &b2, NULL), 0);
+	assert_int_equal(cfx_broker_group_queue_state(b2, CFX_VIEW_STR("kg"), CFX_VIEW_STR("oc"), q,
+						      &gs),
+			 0);
+	assert_int_equal(gs.committed, 2);
+	assert_int_equal(gs.next, 2);
+	cfx_broker_close(b2);
+	tu_rmdir(imgdir);
+	cfx_pop_result_free(&res);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_offset_commit, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_topics_persist_and_types, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_send_chooses_queues, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_pop_ack_and_positions, setup, teardown),
