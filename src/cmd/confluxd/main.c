@@ -351,6 +351,7 @@ int main(int argc, char **argv)
 
 		kafka_opts_default(&ko);
 		ko.default_partitions = (uint32_t)s.default_queues;
+		ko.group_initial_delay_ms = (uint32_t)s.kafka_group_delay_ms;
 		if (*s.kafka_advertised &&
 		    cfx_parse_hostport(s.kafka_advertised, host, sizeof host, &aport) == 0) {
 			ko.advertised_host = host;
@@ -421,6 +422,7 @@ int main(int argc, char **argv)
 	/* Dead-letter re-drives answer through the loops: before they stop. */
 	admin_service_stop(admin);
 	cfx_server_stop(srv, 5000);
+	kafka_service_stop(kafka); /* its coordinator answers through the loops */
 	cfx_server_free(srv);
 	cfx_tls_ctx_free(grpc_tls);
 	cfx_tls_ctx_free(http_tls);

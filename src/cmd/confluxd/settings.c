@@ -71,6 +71,10 @@ const struct cfx_conf_def cfx_settings_table[] = {
 	  NULL, 0, "Address of the Kafka protocol (host:port, or off)." },
 	{ "kafka.advertised", NULL, CFX_CONF_STRING, OFF(kafka_advertised), "", 0, 0, NULL, 0,
 	  "host:port that Metadata tells Kafka clients to use; empty = the listener's address." },
+	{ "kafka.group_initial_rebalance_delay", NULL, CFX_CONF_DURATION, OFF(kafka_group_delay_ms),
+	  "3s", 0, 300000, NULL, 0,
+	  "How long a new Kafka consumer group waits for more members before its first "
+	  "rebalance completes (Kafka's group.initial.rebalance.delay.ms)." },
 	{ "grpc.tls_cert", NULL, CFX_CONF_STRING, OFF(grpc_tls_cert), "", 0, 0, NULL,
 	  CFX_CONF_RELOADABLE,
 	  "PEM certificate chain: with grpc.tls_key, the gRPC listener speaks TLS (ALPN h2); "

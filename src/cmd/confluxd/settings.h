@@ -34,6 +34,7 @@ struct cfx_settings {
 	char *grpc_advertised;
 	char *kafka_listen;
 	char *kafka_advertised;
+	int64_t kafka_group_delay_ms;
 	char *http_listen;
 	char *grpc_tls_cert, *grpc_tls_key, *grpc_tls_client_ca;
 	char *http_tls_cert, *http_tls_key, *http_tls_client_ca;

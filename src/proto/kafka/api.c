@@ -16,9 +16,10 @@
 #include "base/clock.h"
 #include "base/log.h"
 #include "proto/kafka/kafka_int.h"
+#include "proto/kafka/producers.h"
 #include "store/format.h"
 
-#define NODE_ID 0
+#define NODE_ID KF_NODE_ID
 #define FETCH_REFS_MAX 256
 #define FETCH_COPY_MAX (64u << 10) /* a partition's records below this are copied */
 
@@ -259,6 +260,14 @@ void kf_list_offsets(struct kconn *kc, struct kreq *r, struct cfx_reader *rd)
 
 /* ------------------------------------------------------------------------
  * Produce (v3-v9)
+ *
+ * Batches with a producer id (idempotent producers) go through the sequence
+ * table first (producers.h): in order -> appended and recorded as pending;
+ * a retry of a stored batch -> NONE with its original offset, nothing
+ * appended; a retry of one still being appended -> answered with that
+ * append's result when it completes; a gap or a fenced epoch -> that
+ * partition's error. Offsets reach the table in produce_settle, on the
+ * loop, once the request's appends are all done.
  * ------------------------------------------------------------------------ */
 
 struct p_part {
@@ -279,6 +288,11 @@ struct p_app {
 	uint64_t offset;
 	uint32_t count;
 	uint32_t queue;
+	/* Idempotent batches (producers.h): */
+	const char *topic;	   /* the request's copy of the name */
+	int64_t producer_id;	   /* -1: not idempotent */
+	uint64_t serial;	   /* its pending sequence entry; 0 once settled */
+	struct kf_seq_waiter w;	   /* a duplicate waiting for its original's append */
 };
 
 struct produce {
@@ -336,12 +350,29 @@ static void produce_recheck(struct cfx_loop *loop, struct cfx_timer *t)
 	produce_answer(t->data);
 }
 
+/* Tells the sequence table how the idempotent appends ended (their offsets,
+ * or that they failed). Not in the append callback: that may run inside
+ * cfx_store_append_batch, under the table's lock. Once per request. */
+static void produce_settle(struct produce *pr)
+{
+	for (uint32_t i = 0; i < pr->napps; i++) {
+		struct p_app *a = &pr->apps[i];
+		if (!a->serial)
+			continue;
+		kf_producers_complete(pr->svc->producers, a->producer_id, CFX_VIEW_STR(a->topic),
+				      (int32_t)a->queue, a->serial, a->err,
+				      a->err ? -1 : (int64_t)a->offset);
+		a->serial = 0;
+	}
+}
+
 /* All appends done: the response, on the connection's loop. */
 static void produce_answer(void *arg)
 {
 	struct produce *pr = arg;
 	struct kreq *r = pr->r;
 
+	produce_settle(pr);
 	if (r->kc && !r->silent && !produce_visible(pr)) {
 		cfx_timer_start(pr->loop, &pr->timer, 1, produce_recheck, pr);
 		return;
@@ -408,11 +439,21 @@ static void appended(void *arg, const struct cfx_append_result *res)
 		cfx_loop_post(pr->loop, produce_answer, pr);
 }
 
+/* A duplicate's original append ended (@thread any): it shares the result. */
+static void duplicate_settled(struct kf_seq_waiter *w, int err, int64_t offset)
+{
+	struct p_app *a = (struct p_app *)((char *)w - offsetof(struct p_app, w));
+	struct cfx_append_result res = { .err = err, .first_offset = err ? 0 : (uint64_t)offset };
+
+	appended(a, &res);
+}
+
 void kf_produce(struct kconn *kc, struct kreq *r, struct cfx_reader *rd)
 {
 	struct kafka_service *svc = kc->svc;
 	struct cfx_store *st = cfx_broker_store(svc->br);
 	struct produce *pr = cfx_calloc(1, sizeof *pr);
+	int64_t now_ms = cfx_clock_mono_ms();
 	int flex = r->flex, null;
 	int16_t acks;
 	int32_t nt;
@@ -474,7 +515,7 @@ void kf_produce(struct kconn *kc, struct kreq *r, struct cfx_reader *rd)
 			struct kf_batch_iter it;
 			struct kf_batch_meta m;
 			struct cfx_view b;
-			int brc;
+			int brc, idem = 0;
 
 			p->index = kf_read_i32(rd);
 			records = kf_read_bytes(rd, flex, &null);
@@ -492,6 +533,7 @@ void kf_produce(struct kconn *kc, struct kreq *r, struct cfx_reader *rd)
 					p->err = KF_ERR_CORRUPT_MESSAGE;
 				else if (m.is_transactional || m.is_control)
 					p->err = KF_ERR_UNSUPPORTED_FOR_MESSAGE_FORMAT;
+				idem |= m.producer_id >= 0;
 			}
 			if (brc < 0)
 				p->err = brc == CFX_EUNSUPPORTED ? KF_ERR_UNSUPPORTED_FOR_MESSAGE_FORMAT
@@ -499,19 +541,62 @@ void kf_produce(struct kconn *kc, struct kreq *r, struct cfx_reader *rd)
 			if (p->err)
 				continue;
 			p->first_app = pr->napps;
+			/* Idempotent batches are judged and appended under the
+			 * sequence table's lock: the log gets them in the order
+			 * they were judged, whichever connection they came on. */
+			if (idem)
+				kf_producers_lock(svc->producers);
 			kf_batch_iter_init(&it, records.p, records.len);
-			while (kf_batch_next(&it, &b, &m) == 1) {
+			while (!p->err && kf_batch_next(&it, &b, &m) == 1) {
 				struct cfx_batch_info info = {
 					.count = (uint32_t)m.record_count,
 					.tag_hash = CFX_TAG_HASH_NONE,
 					.has_keys = m.compression == KF_COMPRESSION_NONE,
 					.record_bytes_max = b.len,
 				};
+				struct kf_seq_batch sb = {
+					.producer_id = m.producer_id,
+					.epoch = m.producer_epoch,
+					.base_sequence = m.base_sequence,
+					.last_offset_delta = m.last_offset_delta,
+					.topic = CFX_VIEW_STR(t->name),
+					.partition = p->index,
+				};
 				CFX_ASSERT(pr->napps < pr->capapps);
 				struct p_app *a = &pr->apps[pr->napps];
 				a->pr = pr;
 				a->count = info.count;
 				a->queue = (uint32_t)p->index;
+				a->topic = t->name;
+				a->producer_id = -1;
+				if (m.producer_id >= 0) {
+					struct kf_seq_result sr;
+					int verdict;
+
+					a->w.done = duplicate_settled;
+					verdict = kf_producers_begin(svc->producers, &sb, now_ms, &a->w, &sr);
+					if (verdict == KF_SEQ_REJECT) {
+						p->err = sr.err;
+						break;
+					}
+					if (verdict != KF_SEQ_APPEND) {
+						/* A retry: answered with the original's offset
+						 * (now, or once its append completes). */
+						if (verdict == KF_SEQ_WAIT)
+							atomic_fetch_add(&pr->left, 1);
+						else
+							a->offset = (uint64_t)sr.offset;
+						pr->napps++;
+						p->napps++;
+						continue;
+					}
+					a->producer_id = m.producer_id;
+					a->serial = sr.serial;
+				}
+				/* Stored under this broker's leader epoch, as Kafka's
+				 * leader stamps it (the producer's is usually -1). */
+				cfx_store_be32((uint8_t *)b.p + KF_BATCH_LEADER_EPOCH_OFF,
+					       (uint32_t)KF_LEADER_EPOCH);
 				atomic_fetch_add(&pr->left, 1);
 				int rc = cfx_store_append_batch(st, name, (uint32_t)p->index,
 								(uint8_t *)b.p, b.len, &info, 0,
@@ -523,8 +608,13 @@ void kf_produce(struct kconn *kc, struct kreq *r, struct cfx_reader *rd)
 				if (rc) {
 					a->err = rc;
 					atomic_fetch_sub(&pr->left, 1);
+					if (a->serial) /* nothing written: the sequence stays */
+						kf_producers_abort(svc->producers, &sb, a->serial);
+					a->serial = 0;
 				}
 			}
+			if (idem)
+				kf_producers_unlock(svc->producers);
 		}
 		if (flex)
 			kf_skip_tagged_fields(rd);

@@ -449,6 +449,7 @@ const char *kf_error_name(int code);
  */
 #define KF_BATCH_HEADER_BYTES 61u
 #define KF_BATCH_LOG_OVERHEAD 12u /* baseOffset + batchLength */
+#define KF_BATCH_LEADER_EPOCH_OFF 12u /* partitionLeaderEpoch: not covered by the CRC */
 #define KF_BATCH_CRC_OFF 17u
 #define KF_BATCH_ATTRIBUTES_OFF 21u
 

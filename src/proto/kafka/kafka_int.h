@@ -69,6 +69,30 @@ void kf_fetch(struct kconn *kc, struct kreq *r, struct cfx_reader *rd);
 void kf_create_topics(struct kconn *kc, struct kreq *r, struct cfx_reader *rd);
 void kf_delete_topics(struct kconn *kc, struct kreq *r, struct cfx_reader *rd);
 void kf_fetch_cancel(struct kreq *r);
+
+/* group.c: the group coordinator and committed offsets. */
+struct kafka_coord *kafka_coord_new(struct kafka_service *svc);
+void kafka_coord_stop(struct kafka_coord *co);
+void kafka_coord_free(struct kafka_coord *co);
+void kf_find_coordinator(struct kconn *kc, struct kreq *r, struct cfx_reader *rd);
+void kf_join_group(struct kconn *kc, struct kreq *r, struct cfx_reader *rd);
+void kf_sync_group(struct kconn *kc, struct kreq *r, struct cfx_reader *rd);
+void kf_heartbeat(struct kconn *kc, struct kreq *r, struct cfx_reader *rd);
+void kf_leave_group(struct kconn *kc, struct kreq *r, struct cfx_reader *rd);
+void kf_offset_commit(struct kconn *kc, struct kreq *r, struct cfx_reader *rd);
+void kf_offset_fetch(struct kconn *kc, struct kreq *r, struct cfx_reader *rd);
+void kf_list_groups(struct kconn *kc, struct kreq *r, struct cfx_reader *rd);
+void kf_describe_groups(struct kconn *kc, struct kreq *r, struct cfx_reader *rd);
 void kf_fetch_free(struct kf_fetch *f);
+
+/* api_init_producer_id.c: InitProducerId (idempotent producers; no transactions). */
+void kf_init_producer_id(struct kconn *kc, struct kreq *r, struct cfx_reader *rd);
+
+/* api_admin.c: CreatePartitions, DescribeConfigs, DescribeCluster and
+ * OffsetForLeaderEpoch; each answers at once (kreq_done). */
+void kf_create_partitions(struct kconn *kc, struct kreq *r, struct cfx_reader *rd);
+void kf_describe_configs(struct kconn *kc, struct kreq *r, struct cfx_reader *rd);
+void kf_describe_cluster(struct kconn *kc, struct kreq *r, struct cfx_reader *rd);
+void kf_offset_for_leader_epoch(struct kconn *kc, struct kreq *r, struct cfx_reader *rd);
 
 #endif

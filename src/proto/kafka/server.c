@@ -17,6 +17,7 @@
 #include "base/log.h"
 #include "net/loop.h"
 #include "proto/kafka/kafka_int.h"
+#include "proto/kafka/producers.h"
 
 void kafka_opts_default(struct kafka_opts *o)
 {
@@ -25,6 +26,7 @@ void kafka_opts_default(struct kafka_opts *o)
 	o->inflight_max = 64;
 	o->cluster_id = "conflux";
 	o->default_partitions = 8;
+	o->group_initial_delay_ms = 3000;
 }
 
 struct kafka_service *kafka_service_new(struct cfx_broker *br, const struct kafka_opts *o)
@@ -36,6 +38,8 @@ struct kafka_service *kafka_service_new(struct cfx_broker *br, const struct kafk
 	if (o->advertised_host)
 		snprintf(svc->host, sizeof svc->host, "%s", o->advertised_host);
 	svc->port = o->advertised_port;
+	svc->coord = kafka_coord_new(svc);
+	svc->producers = kf_producers_new(cfx_broker_opts_of(br)->store.dir, NULL);
 	return svc;
 }
 
@@ -47,8 +51,18 @@ void kafka_service_set_address(struct kafka_service *svc, const char *host, int 
 		svc->port = port;
 }
 
+void kafka_service_stop(struct kafka_service *svc)
+{
+	if (svc)
+		kafka_coord_stop(svc->coord);
+}
+
 void kafka_service_free(struct kafka_service *svc)
 {
+	if (!svc)
+		return;
+	kafka_coord_free(svc->coord);
+	kf_producers_free(svc->producers);
 	cfx_free(svc);
 }
 
@@ -158,9 +172,23 @@ static const struct kf_handler {
 	{ KF_API_FETCH, 4, 11, kf_fetch },
 	{ KF_API_LIST_OFFSETS, 1, 5, kf_list_offsets },
 	{ KF_API_METADATA, 1, 9, kf_metadata },
+	{ KF_API_OFFSET_COMMIT, 2, 9, kf_offset_commit },
+	{ KF_API_OFFSET_FETCH, 1, 9, kf_offset_fetch },
+	{ KF_API_FIND_COORDINATOR, 0, 4, kf_find_coordinator },
+	{ KF_API_JOIN_GROUP, 0, 9, kf_join_group },
+	{ KF_API_HEARTBEAT, 0, 4, kf_heartbeat },
+	{ KF_API_LEAVE_GROUP, 0, 5, kf_leave_group },
+	{ KF_API_SYNC_GROUP, 0, 5, kf_sync_group },
+	{ KF_API_DESCRIBE_GROUPS, 0, 5, kf_describe_groups },
+	{ KF_API_LIST_GROUPS, 0, 5, kf_list_groups },
 	{ KF_API_API_VERSIONS, 0, 3, api_versions },
 	{ KF_API_CREATE_TOPICS, 2, 4, kf_create_topics },
 	{ KF_API_DELETE_TOPICS, 1, 3, kf_delete_topics },
+	{ KF_API_INIT_PRODUCER_ID, 0, 4, kf_init_producer_id },
+	{ KF_API_OFFSET_FOR_LEADER_EPOCH, 2, 4, kf_offset_for_leader_epoch },
+	{ KF_API_DESCRIBE_CONFIGS, 1, 4, kf_describe_configs },
+	{ KF_API_CREATE_PARTITIONS, 0, 3, kf_create_partitions },
+	{ KF_API_DESCRIBE_CLUSTER, 0, 1, kf_describe_cluster },
 };
 
 static const struct kf_handler *handler_of(int16_t key)

@@ -37,7 +37,8 @@ const LOG_TAIL_BYTES_MAX = 64 * 1024; /* how much of the server log a failure pr
 const DEFAULT_ARGS = ['--store.segment_bytes', '32MiB', '--kafka-listen', 'off', ...(process.env.CFX_LOG_DEBUG ? ['--log-level', 'debug'] : [])];
 
 export function confluxdPath() {
-  return process.env.CONFLUXD || path.resolve(HERE, '../../../../build/confluxd');
+  // Resolved here: confluxd runs in its own data directory, not the caller's.
+  return process.env.CONFLUXD ? path.resolve(process.env.CONFLUXD) : path.resolve(HERE, '../../../../build/confluxd');
 }
 
 export function isDryRun() {
