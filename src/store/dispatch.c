@@ -19,26 +19,52 @@
 #define KEYS_PER_MSG_MAX 32
 #define KEY_BYTES_MAX 1024
 
-static int index_keys(struct cfx_store *st, const struct cfx_entry *e)
+/* The key-index hashes of one entry, gathered before any is added. */
+struct key_hashes {
+	uint64_t *v;
+	uint32_t n, cap;
+	uint64_t local[256];
+};
+
+static void hashes_push(struct key_hashes *kh, uint64_t h)
+{
+	if (kh->n == kh->cap) {
+		uint32_t ncap = kh->cap * 2;
+		uint64_t *nv = cfx_malloc(ncap * sizeof *nv);
+		memcpy(nv, kh->v, kh->n * sizeof *nv);
+		if (kh->v != kh->local)
+			cfx_free(kh->v);
+		kh->v = nv;
+		kh->cap = ncap;
+	}
+	kh->v[kh->n++] = h;
+}
+
+/*
+ * One pass over an entry's batch: checks that it decodes completely and
+ * matches the entry (with `check`), and gathers the hashes of its message
+ * ids and keys (into `kh`, if not NULL), so that nothing is indexed for a
+ * batch that turns out damaged: an entry is indexed whole or not at all.
+ * Compressed batches are accepted as stored: the dispatcher does not
+ * decompress them (the read path does, per read; docs/storage.md), so
+ * their keys and ids are not indexed and a damaged compressed payload
+ * shows only when it is read. Returns 0 or CFX_ECORRUPT.
+ */
+static int scan_batch(const struct cfx_entry *e, int check, struct key_hashes *kh)
 {
 	struct cfx_batch_rd b;
 	struct cfx_msg_view m;
-	const char *why = NULL;
-	int rc;
+	int rc = cfx_batch_open(&b, e->payload.p, e->payload.len, 0, NULL);
 
-	rc = cfx_batch_open(&b, e->payload.p, e->payload.len, 0, &why);
 	if (rc == CFX_EUNSUPPORTED)
-		return 0; /* compressed and control batches are not key-indexed */
-	if (rc)
+		return 0;
+	if (rc || (check && (b.count != e->msg_count || b.base_offset != e->queue_offset)))
 		return CFX_ECORRUPT;
-	pthread_mutex_lock(&st->keys.mu);
-	while ((rc = cfx_batch_next(&b, &m, &why)) == 1) {
-		if (m.msg_id.len && m.msg_id.len <= KEY_BYTES_MAX) {
-			rc = keyidx__add(st, cfx_keyidx_hash(CFX_KEY_KIND_ID, e->topic, m.msg_id),
-					 e->log_pos);
-			if (rc)
-				break;
-		}
+	while ((rc = cfx_batch_next(&b, &m, NULL)) == 1) {
+		if (!kh)
+			continue;
+		if (m.msg_id.len && m.msg_id.len <= KEY_BYTES_MAX)
+			hashes_push(kh, cfx_keyidx_hash(CFX_KEY_KIND_ID, e->topic, m.msg_id));
 		if (m.key_null || m.key.len == 0)
 			continue;
 		/* Keys are space-separated; each one is indexed. */
@@ -50,55 +76,47 @@ static int index_keys(struct cfx_store *st, const struct cfx_entry *e)
 				j++;
 			if (j > i && j - i <= KEY_BYTES_MAX) {
 				struct cfx_view k = { m.key.p + i, j - i };
-				rc = keyidx__add(st, cfx_keyidx_hash(CFX_KEY_KIND_KEY, e->topic, k),
-						 e->log_pos);
-				if (rc)
-					goto out;
+				hashes_push(kh, cfx_keyidx_hash(CFX_KEY_KIND_KEY, e->topic, k));
 				n++;
 			}
 			i = j + 1;
 		}
 	}
-out:
-	pthread_mutex_unlock(&st->keys.mu);
-	return rc < 0 ? (rc == CFX_EPARSE ? CFX_ECORRUPT : rc) : 0;
+	return rc == 0 ? 0 : CFX_ECORRUPT;
 }
 
-/*
- * Checks that the batch of an entry decodes completely, before anything is
- * indexed: an entry is indexed whole or not at all. Compressed batches are
- * accepted as stored: the dispatcher does not decompress them (the read
- * path does, per read; docs/storage.md), so their keys and ids are not
- * indexed and a damaged compressed payload shows only when it is read.
- */
-static int batch_is_valid(const struct cfx_entry *e)
+static int index_keys(struct cfx_store *st, const struct cfx_entry *e,
+		      const struct key_hashes *kh)
 {
-	struct cfx_batch_rd b;
-	struct cfx_msg_view m;
-	int rc = cfx_batch_open(&b, e->payload.p, e->payload.len, 0, NULL);
+	int rc = 0;
 
-	if (rc == CFX_EUNSUPPORTED)
-		return 1;
-	if (rc || b.count != e->msg_count || b.base_offset != e->queue_offset)
-		return 0;
-	while ((rc = cfx_batch_next(&b, &m, NULL)) == 1)
-		;
-	return rc == 0;
+	pthread_mutex_lock(&st->keys.mu);
+	for (uint32_t i = 0; i < kh->n && !rc; i++)
+		rc = keyidx__add(st, kh->v[i], e->log_pos);
+	pthread_mutex_unlock(&st->keys.mu);
+	return rc;
 }
 
 int dispatch__entry(struct cfx_store *st, const struct cfx_entry *e, int recovering)
 {
 	struct cfx_idx_entry ie, last;
+	struct key_hashes kh = { .v = kh.local, .cap = CFX_ARRAY_LEN(kh.local) };
+	int keys = (e->attrs & CFX_ENTRY_ATTR_HAS_KEYS) != 0;
 	struct queue *q;
 	int rc = 0, done = 0;
 
-	/* The appender encoded live entries itself; what recovery reads back
-	 * from disk is checked, so that no index holds half an entry. */
-	if ((recovering || (e->attrs & CFX_ENTRY_ATTR_HAS_KEYS)) && !batch_is_valid(e))
-		return CFX_ECORRUPT;
+	/* The appender encoded live entries itself, except batches that came
+	 * from a client (those have keys to index); what recovery reads back
+	 * from disk is checked too, so that no index holds half an entry. */
+	if ((recovering || keys) && scan_batch(e, 1, keys ? &kh : NULL)) {
+		rc = CFX_ECORRUPT;
+		goto out;
+	}
 	q = store__queue_get(st, e->topic, e->queue_id, 1);
-	if (!q)
-		return CFX_ECORRUPT; /* bad topic name or queue id in a valid entry */
+	if (!q) {
+		rc = CFX_ECORRUPT; /* bad topic name or queue id in a valid entry */
+		goto out;
+	}
 	pthread_mutex_lock(&q->mu);
 	if (q->entries > cq__first_ord(q)) {
 		rc = cq__get(q, q->entries - 1, &last);
@@ -129,17 +147,15 @@ int dispatch__entry(struct cfx_store *st, const struct cfx_entry *e, int recover
 		}
 	}
 	pthread_mutex_unlock(&q->mu);
-	if (rc)
-		return rc;
-	if (e->attrs & CFX_ENTRY_ATTR_HAS_KEYS) {
-		rc = index_keys(st, e);
-		if (rc)
-			return rc;
-	}
-	if (st->o.on_dispatch && !recovering)
+	if (!rc && keys)
+		rc = index_keys(st, e, &kh);
+	if (!rc && st->o.on_dispatch && !recovering)
 		st->o.on_dispatch(st->o.on_dispatch_arg, e->topic, e->queue_id,
 				  e->queue_offset + e->msg_count);
-	return 0;
+out:
+	if (kh.v != kh.local)
+		cfx_free(kh.v);
+	return rc;
 }
 
 static void publish(struct cfx_store *st, uint64_t pos)

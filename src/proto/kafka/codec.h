@@ -478,7 +478,8 @@ struct kf_batch_meta {
 	int32_t partition_leader_epoch;
 	int8_t magic;			/* 2 */
 	uint32_t crc;			/* as stored */
-	int crc_ok;			/* 1 if crc matches CRC-32C of attributes .. end */
+	int crc_ok;			/* 1 if crc matches CRC-32C of attributes .. end;
+					 * -1 if not checked (kf_batch_iter.check_crc 0) */
 	int16_t attributes;		/* raw */
 	int compression;		/* enum kf_compression (attributes bits 0-2) */
 	int log_append_time;		/* timestampType (bit 3) */
@@ -537,6 +538,7 @@ struct kf_batch_iter {
 	size_t len;
 	size_t pos; /* offset of the next batch */
 	int err;    /* sticky: 0 or the first error */
+	int check_crc; /* 1 (kf_batch_iter_init's default): compute crc_ok; 0: skip it */
 };
 
 void kf_batch_iter_init(struct kf_batch_iter *it, const uint8_t *p, size_t len);
