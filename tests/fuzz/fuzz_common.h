@@ -100,6 +100,19 @@
 #define FZ_REC_INDEX_ENTRIES 64u
 #define FZ_REC_KEY_INDEX_ENTRIES 64u
 
+/*
+ * fuzz_mqtt_packet input:
+ * OFFSET | SIZE | FIELD
+ *      0 |    1 | ctrl    FZ_MQTT_*
+ *      1 |    N | stream  MQTT packets back to back, as a connection receives them
+ */
+#define FZ_MQTT_V5 0x01u	     /* connected as MQTT 5 (else 3.1.1) */
+#define FZ_MQTT_FROM_SERVER 0x02u    /* decode as a client does */
+#define FZ_MQTT_BEFORE_CONNECT 0x04u /* from a client: no CONNECT yet, it sets the version */
+#define FZ_MQTT_SMALL_LIMIT 0x08u    /* packets over FZ_MQTT_SMALL_LIMIT_BYTES are too large */
+#define FZ_MQTT_SMALL_LIMIT_BYTES 64u
+#define FZ_MQTT_CTRL_BYTES 1u
+
 /* ------------------------------------------------------------------------
  * Checks
  * ------------------------------------------------------------------------ */

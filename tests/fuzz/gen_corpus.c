@@ -2,8 +2,9 @@
  * gen_corpus.c - writes the seed corpora of the fuzz targets with the
  * store's own encoders (cfx_batch_encode, cfx_entry_seal,
  * cfx_entry_end_encode, cfx_seg_header_encode, cfx_checkpoint_encode,
- * cfx_idx_entry_encode, cfx_kix_*_encode) and, for fuzz_compress, the
- * compression libraries (fz_compress): valid inputs of each kind, and
+ * cfx_idx_entry_encode, cfx_kix_*_encode), for fuzz_compress the
+ * compression libraries (fz_compress), and for fuzz_mqtt_packet the MQTT
+ * codec's encoders (mqtt_encode_*): valid inputs of each kind, and
  * near-valid ones (truncated, bit-flipped, newer versions, torn tails) that
  * start the fuzzer next to the interesting edges.
  *
@@ -25,6 +26,7 @@
 #include "base/err.h"
 #include "base/fileops.h"
 #include "fuzz_common.h"
+#include "proto/mqtt/packet.h"
 #include "store/batch.h"
 #include "store/compress.h"
 #include "store/format.h"
@@ -1058,6 +1060,268 @@ static void gen_compress(void)
 	cfx_writer_free(&wr);
 }
 
+/* ------------------------------------------------------------------------
+ * fuzz_mqtt_packet seeds
+ *
+ * Whole sessions in both versions and both directions, written by the
+ * codec's encoders with every property set, then near misses written by
+ * hand: each names the check it sits next to.
+ * ------------------------------------------------------------------------ */
+
+static void mq_seed(const char *name, uint8_t ctrl, const uint8_t *p, size_t len)
+{
+	uint8_t *buf = cfx_malloc(len + FZ_MQTT_CTRL_BYTES);
+
+	buf[0] = ctrl;
+	if (len)
+		memcpy(buf + FZ_MQTT_CTRL_BYTES, p, len);
+	write_seed("fuzz_mqtt_packet", name, buf, len + FZ_MQTT_CTRL_BYTES);
+	cfx_free(buf);
+}
+
+#define MQ_RAW(name, ctrl, ...) \
+	mq_seed((name), (ctrl), (const uint8_t[]){ __VA_ARGS__ }, sizeof((const uint8_t[]){ __VA_ARGS__ }))
+
+static const struct mqtt_user_prop mq_users[] = {
+	{ { (const uint8_t *)"region", 6 }, { (const uint8_t *)"eu-west", 7 } },
+	{ { (const uint8_t *)"trace", 5 }, { (const uint8_t *)"00f067aa0ba902b7", 16 } },
+};
+static const uint32_t mq_sub_ids[] = { 1, 300, 268435455 };
+
+#define MQ_SET(p, NAME, field, value)                   \
+	do {                                            \
+		(p)->present |= MQTT_PROP_BIT(NAME);    \
+		(p)->field = (value);                   \
+	} while (0)
+
+static void mq_users_on(struct mqtt_props *p)
+{
+	p->user_props = mq_users;
+	p->user_prop_count = 2;
+}
+
+/* What a client sends in one session, CONNECT first. */
+static void mq_client_session(struct cfx_writer *wr, int version, int auth)
+{
+	static const struct mqtt_subscription subs[] = {
+		{ .filter = { (const uint8_t *)"sensors/+/temp", 14 }, .qos = 1, .retain_handling = 1 },
+		{ .filter = { (const uint8_t *)"$share/workers/jobs/#", 21 }, .qos = 2,
+		  .retain_as_published = 1 },
+		{ .filter = { (const uint8_t *)"#", 1 }, .qos = 0, .no_local = 1 },
+	};
+	int v5 = version == MQTT_V5;
+	struct mqtt_connect c = { .version = (uint8_t)version, .clean_start = 1, .keep_alive_s = 30 };
+	struct mqtt_subscribe sub = { .packet_id = 1, .topic_count = v5 ? 3 : 2, .topics = subs };
+	struct mqtt_publish pub = { .topic = V("sensors/kitchen/temp"), .payload = V("21.5") };
+	struct mqtt_ack ack = { .packet_id = 2 };
+	struct mqtt_disconnect dc = { 0 };
+
+	c.client_id = V("seed-client");
+	c.has_will = 1;
+	c.will.qos = 1;
+	c.will.retain = 1;
+	c.will.topic = V("clients/seed-client/status");
+	c.will.payload = V("offline");
+	c.has_username = 1;
+	c.username = V("user");
+	c.has_password = 1;
+	c.password = V("secret");
+	if (v5) {
+		MQ_SET(&c.props, SESSION_EXPIRY_INTERVAL, session_expiry_s, 3600);
+		MQ_SET(&c.props, RECEIVE_MAXIMUM, receive_max, 32);
+		MQ_SET(&c.props, MAXIMUM_PACKET_SIZE, max_packet_bytes, 1048576);
+		MQ_SET(&c.props, TOPIC_ALIAS_MAXIMUM, topic_alias_max, 8);
+		MQ_SET(&c.props, REQUEST_RESPONSE_INFORMATION, request_response_info, 1);
+		MQ_SET(&c.props, REQUEST_PROBLEM_INFORMATION, request_problem_info, 1);
+		if (auth) {
+			MQ_SET(&c.props, AUTHENTICATION_METHOD, auth_method, V("SCRAM-SHA-256"));
+			MQ_SET(&c.props, AUTHENTICATION_DATA, auth_data, V("n,,n=user,r=rOprNGfwEbeRWgbNEkqO"));
+		}
+		mq_users_on(&c.props);
+		MQ_SET(&c.will.props, WILL_DELAY_INTERVAL, will_delay_s, 10);
+		MQ_SET(&c.will.props, PAYLOAD_FORMAT_INDICATOR, payload_format, 1);
+		MQ_SET(&c.will.props, MESSAGE_EXPIRY_INTERVAL, message_expiry_s, 600);
+		MQ_SET(&c.will.props, CONTENT_TYPE, content_type, V("text/plain"));
+		MQ_SET(&c.will.props, RESPONSE_TOPIC, response_topic, V("clients/replies"));
+		MQ_SET(&c.will.props, CORRELATION_DATA, correlation_data, V("\x01\x02\x03"));
+		mq_users_on(&c.will.props);
+	}
+	mqtt_encode_connect(wr, &c);
+	if (auth) {
+		struct mqtt_disconnect a = { .reason = MQTT_RC_CONTINUE_AUTHENTICATION };
+
+		MQ_SET(&a.props, AUTHENTICATION_METHOD, auth_method, V("SCRAM-SHA-256"));
+		MQ_SET(&a.props, AUTHENTICATION_DATA, auth_data, V("c=biws,r=rOprNGfwEbeRWgbNEkqO"));
+		mqtt_encode_disconnect(wr, version, MQTT_AUTH, &a);
+	}
+	if (v5) {
+		sub.props.sub_ids = mq_sub_ids;
+		sub.props.sub_id_count = 1;
+		mq_users_on(&sub.props);
+	}
+	mqtt_encode_subscribe(wr, version, MQTT_SUBSCRIBE, &sub);
+	mqtt_encode_publish(wr, version, &pub);
+	pub.qos = 1;
+	pub.packet_id = 2;
+	pub.retain = 1;
+	if (v5) {
+		MQ_SET(&pub.props, PAYLOAD_FORMAT_INDICATOR, payload_format, 1);
+		MQ_SET(&pub.props, MESSAGE_EXPIRY_INTERVAL, message_expiry_s, 60);
+		MQ_SET(&pub.props, TOPIC_ALIAS, topic_alias, 1);
+		MQ_SET(&pub.props, RESPONSE_TOPIC, response_topic, V("replies/kitchen"));
+		MQ_SET(&pub.props, CORRELATION_DATA, correlation_data, V("req-17"));
+		MQ_SET(&pub.props, CONTENT_TYPE, content_type, V("application/json"));
+		mq_users_on(&pub.props);
+	}
+	mqtt_encode_publish(wr, version, &pub);
+	if (v5) {
+		/* The alias stands in for the topic now. */
+		pub.topic = V("");
+		pub.dup = 1;
+	}
+	pub.qos = 2;
+	pub.packet_id = 3;
+	mqtt_encode_publish(wr, version, &pub);
+	mqtt_encode_ack(wr, version, MQTT_PUBACK, &ack);
+	ack.packet_id = 3;
+	mqtt_encode_ack(wr, version, MQTT_PUBREC, &ack);
+	if (v5) {
+		ack.reason = MQTT_RC_PACKET_IDENTIFIER_NOT_FOUND;
+		MQ_SET(&ack.props, REASON_STRING, reason_string, V("unknown packet id"));
+		mq_users_on(&ack.props);
+	}
+	mqtt_encode_ack(wr, version, MQTT_PUBREL, &ack);
+	mqtt_encode_ack(wr, version, MQTT_PUBCOMP, &ack);
+	sub.packet_id = 4;
+	sub.props.sub_id_count = 0;
+	mqtt_encode_subscribe(wr, version, MQTT_UNSUBSCRIBE, &sub);
+	mqtt_encode_ping(wr, MQTT_PINGREQ);
+	if (v5) {
+		dc.reason = MQTT_RC_DISCONNECT_WITH_WILL;
+		MQ_SET(&dc.props, SESSION_EXPIRY_INTERVAL, session_expiry_s, 0);
+		MQ_SET(&dc.props, REASON_STRING, reason_string, V("going away"));
+		mq_users_on(&dc.props);
+	}
+	mqtt_encode_disconnect(wr, version, MQTT_DISCONNECT, &dc);
+}
+
+/* What a server sends to a client. */
+static void mq_server_session(struct cfx_writer *wr, int version)
+{
+	int v5 = version == MQTT_V5;
+	struct mqtt_connack ca = { .session_present = 1 };
+	struct mqtt_suback sa = { .packet_id = 1, .reasons = { (const uint8_t *)"\x01\x02\x80", 3 } };
+	struct mqtt_publish pub = { .qos = 1, .packet_id = 7, .topic = V("jobs/42"),
+				    .payload = V("{\"run\":true}") };
+	struct mqtt_ack ack = { .packet_id = 2 };
+	struct mqtt_disconnect dc = { .reason = MQTT_RC_SERVER_MOVED };
+
+	if (v5) {
+		MQ_SET(&ca.props, SESSION_EXPIRY_INTERVAL, session_expiry_s, 600);
+		MQ_SET(&ca.props, RECEIVE_MAXIMUM, receive_max, 16);
+		MQ_SET(&ca.props, MAXIMUM_QOS, max_qos, 1);
+		MQ_SET(&ca.props, RETAIN_AVAILABLE, retain_available, 1);
+		MQ_SET(&ca.props, MAXIMUM_PACKET_SIZE, max_packet_bytes, 262144);
+		MQ_SET(&ca.props, ASSIGNED_CLIENT_IDENTIFIER, assigned_client_id, V("auto-7f3c"));
+		MQ_SET(&ca.props, TOPIC_ALIAS_MAXIMUM, topic_alias_max, 10);
+		MQ_SET(&ca.props, REASON_STRING, reason_string, V("welcome"));
+		MQ_SET(&ca.props, WILDCARD_SUBSCRIPTION_AVAILABLE, wildcard_sub_available, 1);
+		MQ_SET(&ca.props, SUBSCRIPTION_IDENTIFIER_AVAILABLE, sub_id_available, 1);
+		MQ_SET(&ca.props, SHARED_SUBSCRIPTION_AVAILABLE, shared_sub_available, 1);
+		MQ_SET(&ca.props, SERVER_KEEP_ALIVE, server_keep_alive_s, 60);
+		MQ_SET(&ca.props, RESPONSE_INFORMATION, response_info, V("resp/auto-7f3c"));
+		MQ_SET(&ca.props, SERVER_REFERENCE, server_reference, V("broker-2:1883"));
+		MQ_SET(&ca.props, AUTHENTICATION_METHOD, auth_method, V("SCRAM-SHA-256"));
+		MQ_SET(&ca.props, AUTHENTICATION_DATA, auth_data, V("v=rmF9pqV8S7suAoZWja4dJRkFsKQ="));
+		mq_users_on(&ca.props);
+		sa.reasons = (struct cfx_view){ (const uint8_t *)"\x01\x02\x97\x9e", 4 };
+		MQ_SET(&sa.props, REASON_STRING, reason_string, V("partly granted"));
+		pub.props.sub_ids = mq_sub_ids;
+		pub.props.sub_id_count = 3;
+		MQ_SET(&pub.props, TOPIC_ALIAS, topic_alias, 2);
+		mq_users_on(&pub.props);
+		MQ_SET(&dc.props, SERVER_REFERENCE, server_reference, V("broker-3:1883"));
+		MQ_SET(&dc.props, REASON_STRING, reason_string, V("moved"));
+	}
+	mqtt_encode_connack(wr, version, &ca);
+	mqtt_encode_suback(wr, version, MQTT_SUBACK, &sa);
+	mqtt_encode_publish(wr, version, &pub);
+	mqtt_encode_ack(wr, version, MQTT_PUBACK, &ack);
+	mqtt_encode_ack(wr, version, MQTT_PUBREC, &ack);
+	mqtt_encode_ack(wr, version, MQTT_PUBCOMP, &ack);
+	sa.packet_id = 4;
+	sa.reasons = (struct cfx_view){ (const uint8_t *)"\x00\x11", 2 };
+	mqtt_encode_suback(wr, version, MQTT_UNSUBACK, &sa);
+	mqtt_encode_ping(wr, MQTT_PINGRESP);
+	if (v5) {
+		struct mqtt_disconnect a = { .reason = MQTT_RC_SUCCESS };
+
+		MQ_SET(&a.props, AUTHENTICATION_METHOD, auth_method, V("SCRAM-SHA-256"));
+		mqtt_encode_disconnect(wr, version, MQTT_AUTH, &a);
+	}
+	mqtt_encode_disconnect(wr, version, MQTT_DISCONNECT, &dc);
+}
+
+static void gen_mqtt(void)
+{
+	struct cfx_writer wr;
+
+	cfx_writer_init(&wr, 4096);
+	mq_client_session(&wr, MQTT_V311, 0);
+	mq_seed("v311-client-session", FZ_MQTT_BEFORE_CONNECT, wr.p, wr.len);
+	mq_seed("v311-client-session-cut", FZ_MQTT_BEFORE_CONNECT, wr.p, wr.len / 2);
+	mq_seed("v311-client-session-small-limit", FZ_MQTT_BEFORE_CONNECT | FZ_MQTT_SMALL_LIMIT,
+		wr.p, wr.len);
+	cfx_writer_reset(&wr);
+	mq_client_session(&wr, MQTT_V5, 0);
+	mq_seed("v5-client-session", FZ_MQTT_BEFORE_CONNECT, wr.p, wr.len);
+	cfx_writer_reset(&wr);
+	mq_client_session(&wr, MQTT_V5, 1);
+	mq_seed("v5-client-session-auth", FZ_MQTT_BEFORE_CONNECT, wr.p, wr.len);
+	cfx_writer_reset(&wr);
+	mq_server_session(&wr, MQTT_V311);
+	mq_seed("v311-server-session", FZ_MQTT_FROM_SERVER, wr.p, wr.len);
+	cfx_writer_reset(&wr);
+	mq_server_session(&wr, MQTT_V5);
+	mq_seed("v5-server-session", FZ_MQTT_V5 | FZ_MQTT_FROM_SERVER, wr.p, wr.len);
+	/* The same bytes in the wrong direction. */
+	mq_seed("v5-server-packets-from-client", FZ_MQTT_V5, wr.p, wr.len);
+	cfx_writer_free(&wr);
+
+	/* Near misses, each next to one check (connected v5 unless named). */
+	MQ_RAW("connect-mqisdp-3", FZ_MQTT_BEFORE_CONNECT, 0x10, 0x0f, 0x00, 0x06, 'M', 'Q', 'I',
+	       's', 'd', 'p', 0x03, 0x02, 0x00, 0x3c, 0x00, 0x01, 'a');
+	MQ_RAW("connect-level-6", FZ_MQTT_BEFORE_CONNECT, 0x10, 0x0d, 0x00, 0x04, 'M', 'Q', 'T',
+	       'T', 0x06, 0x02, 0x00, 0x3c, 0x00, 0x01, 'a');
+	MQ_RAW("connect-v311-empty-id-no-clean", FZ_MQTT_BEFORE_CONNECT, 0x10, 0x0c, 0x00, 0x04,
+	       'M', 'Q', 'T', 'T', 0x04, 0x00, 0x00, 0x3c, 0x00, 0x00);
+	MQ_RAW("connect-v311-password-only", FZ_MQTT_BEFORE_CONNECT, 0x10, 0x0f, 0x00, 0x04, 'M',
+	       'Q', 'T', 'T', 0x04, 0x42, 0x00, 0x3c, 0x00, 0x00, 0x00, 0x01, 'p');
+	MQ_RAW("connect-reserved-flag", FZ_MQTT_BEFORE_CONNECT, 0x10, 0x0d, 0x00, 0x04, 'M', 'Q',
+	       'T', 'T', 0x05, 0x03, 0x00, 0x3c, 0x00, 0x00, 0x00);
+	MQ_RAW("publish-before-connect", FZ_MQTT_BEFORE_CONNECT, 0x30, 0x03, 0x00, 0x01, 't');
+	MQ_RAW("publish-wildcard-topic", FZ_MQTT_V5, 0x30, 0x06, 0x00, 0x03, 'a', '/', '#', 0x00);
+	MQ_RAW("publish-qos3", FZ_MQTT_V5, 0x36, 0x06, 0x00, 0x01, 't', 0x00, 0x01, 0x00);
+	MQ_RAW("publish-surrogate-topic", 0, 0x30, 0x05, 0x00, 0x03, 0xed, 0xa0, 0x80);
+	MQ_RAW("publish-duplicate-property", FZ_MQTT_V5, 0x30, 0x08, 0x00, 0x01, 't', 0x04, 0x01,
+	       0x01, 0x01, 0x00);
+	MQ_RAW("publish-alias-empty-topic", FZ_MQTT_V5, 0x32, 0x09, 0x00, 0x00, 0x00, 0x01, 0x03,
+	       0x23, 0x00, 0x05, 'x');
+	MQ_RAW("subscribe-no-topic", FZ_MQTT_V5, 0x82, 0x03, 0x00, 0x01, 0x00);
+	MQ_RAW("subscribe-bad-filters", FZ_MQTT_V5, 0x82, 0x17, 0x00, 0x01, 0x00, 0x00, 0x05, 'a',
+	       '/', '#', '/', 'b', 0x00, 0x00, 0x09, '$', 's', 'h', 'a', 'r', 'e', '/', '/', 'a',
+	       0x00);
+	MQ_RAW("subscribe-retain-handling-3", FZ_MQTT_V5, 0x82, 0x07, 0x00, 0x01, 0x00, 0x00, 0x01,
+	       'a', 0x30);
+	MQ_RAW("pubrel-bad-flags", 0, 0x60, 0x02, 0x00, 0x01);
+	MQ_RAW("length-overlong", 0, 0xc0, 0x80, 0x00);
+	MQ_RAW("length-five-bytes", 0, 0x30, 0xff, 0xff, 0xff, 0xff, 0x7f);
+	MQ_RAW("length-max", 0, 0x30, 0xff, 0xff, 0xff, 0x7f, 0x00, 0x01, 't');
+	MQ_RAW("auth-in-v311", 0, 0xf0, 0x00, 0xc0, 0x00);
+	MQ_RAW("disconnect-from-server-session-expiry", FZ_MQTT_V5 | FZ_MQTT_FROM_SERVER, 0xe0,
+	       0x07, 0x00, 0x05, 0x11, 0x00, 0x00, 0x00, 0x01);
+}
+
 int main(int argc, char **argv)
 {
 	out_dir = argc > 1 ? argv[1] : CFX_FUZZ_CORPUS_DIR;
@@ -1065,6 +1329,7 @@ int main(int argc, char **argv)
 	gen_entry();
 	gen_recovery();
 	gen_compress();
+	gen_mqtt();
 	printf("gen_corpus: wrote %u seeds under %s\n", seeds_written, out_dir);
 	return 0;
 }

@@ -15,7 +15,7 @@
 set -u
 
 here=$(cd "$(dirname "$0")" && pwd)
-targets_all=(fuzz_entry fuzz_batch fuzz_compress fuzz_recovery fuzz_grpc fuzz_http fuzz_sqlfilter fuzz_pop_journal fuzz_kafka_codec fuzz_kafka)
+targets_all=(fuzz_entry fuzz_batch fuzz_compress fuzz_recovery fuzz_grpc fuzz_http fuzz_sqlfilter fuzz_pop_journal fuzz_lq_journal fuzz_kafka_codec fuzz_kafka fuzz_mqtt_packet)
 
 if [ $# -lt 2 ]; then
 	echo "usage: $0 BUILD_DIR SECONDS [TARGET...]" >&2
