@@ -23,7 +23,7 @@ mkdir -p "$DIR"
 	--sync-time 1s --json >"$DIR/store.json"
 cat "$DIR/store.json"
 
-"$BUILD/confluxd" --data-dir "$DIR/data" --grpc-listen "$GRPC" --http-listen "$HTTP" \
+"$BUILD/confluxd" --data-dir "$DIR/data" --grpc-listen "$GRPC" --http-listen "$HTTP" --mqtt-listen off \
 	>"$DIR/confluxd.log" 2>&1 &
 pid=$!
 trap 'kill $pid 2>/dev/null || true' EXIT

@@ -3,7 +3,9 @@
 #   1. the in-process store benchmark (conflux bench store, 1 GiB scenarios),
 #   2. confluxd on a scratch directory, then kafka_bench (librdkafka): 100 B
 #      and 1 KiB records, acks=1, batching on, no compression, 4 partitions;
-#      produce, then fetch everything back from the beginning.
+#      produce, then fetch everything back from the beginning; then the raw
+#      fetch and raw produce of kafka_bench (the broker's side without
+#      librdkafka's per-record costs: see bench/kafka_bench.c).
 # Prints each JSON report and the produce rate as a ratio to the store's
 # batched appends.
 #
@@ -21,7 +23,7 @@ mkdir -p "$DIR"
 "$BUILD/conflux" bench store --dir "$DIR/store" --bytes 1GiB --dd-bytes 1GiB \
 	--sync-time 1s --json >"$DIR/store.json"
 "$BUILD/confluxd" --data-dir "$DIR/data" --grpc-listen off --http-listen "$HTTP" \
-	--kafka-listen "$KAFKA" >"$DIR/confluxd.log" 2>&1 &
+	--kafka-listen "$KAFKA" --mqtt-listen off >"$DIR/confluxd.log" 2>&1 &
 pid=$!
 trap 'kill $pid 2>/dev/null || true' EXIT
 i=0
@@ -53,5 +55,10 @@ for n, s in (("k100.json", "async 100B batch 100"), ("k1k.json", "async 1KiB bat
           % (k["size"], k["produce_records_per_s"], k["produce_mb_per_s"],
              k["produce_records_per_s"] / store[s]["msgs_per_s"], s, store[s]["msgs_per_s"],
              k["fetch_records_per_s"], k["fetch_mb_per_s"]))
+    print("%5d B: raw produce %.0f records/s (%.1f MB/s) = %.2fx the store's %s; "
+          "raw fetch %.0f records/s, %.1f MB/s of batches"
+          % (k["size"], k["raw_produce_records_per_s"], k["raw_produce_mb_per_s"],
+             k["raw_produce_records_per_s"] / store[s]["msgs_per_s"], s,
+             k["raw_fetch_records_per_s"], k["raw_fetch_wire_mb_per_s"]))
 PY
 rm -rf "$DIR"

@@ -30,7 +30,7 @@ stop() { # signal; sets RC to the exit status
 }
 
 # Later starts use free ports, so that nothing else on the machine matters.
-PORTS="--grpc-listen 127.0.0.1:0 --http-listen 127.0.0.1:0 --kafka-listen off"
+PORTS="--grpc-listen 127.0.0.1:0 --http-listen 127.0.0.1:0 --kafka-listen off --mqtt-listen off"
 
 # No config at all: data in ./data of the working directory, default ports.
 cd "$T" || exit 1

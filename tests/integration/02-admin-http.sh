@@ -27,7 +27,7 @@ command -v curl >/dev/null || fail "curl is required (tools/install-deps.sh inst
 # ---------------------------------------------------------------------------
 # The server, on ports the system picks (read back from its log)
 # ---------------------------------------------------------------------------
-"$BUILD/confluxd" --data-dir "$T/data" --grpc-listen 127.0.0.1:0 --kafka-listen off --http-listen 127.0.0.1:0 \
+"$BUILD/confluxd" --data-dir "$T/data" --grpc-listen 127.0.0.1:0 --kafka-listen off --mqtt-listen off --http-listen 127.0.0.1:0 \
 	--store.segment_bytes 32MiB --store.populate_ahead 0 >"$T/log" 2>&1 &
 PID=$!
 i=0

@@ -64,7 +64,7 @@ run() {
 # The server, on ports the system picks (the HTTP one read back from its log;
 # the gRPC one is learned by the CLI from GET /v1/status)
 # ---------------------------------------------------------------------------
-"$BUILD/confluxd" --data-dir "$T/data" --grpc-listen 127.0.0.1:0 --kafka-listen off --http-listen 127.0.0.1:0 \
+"$BUILD/confluxd" --data-dir "$T/data" --grpc-listen 127.0.0.1:0 --kafka-listen off --mqtt-listen off --http-listen 127.0.0.1:0 \
 	--store.segment_bytes 32MiB --store.populate_ahead 0 >"$T/log" 2>&1 &
 PID=$!
 i=0

@@ -28,7 +28,7 @@ mkcert client "conflux client"
 
 start() { # extra args...
 	: >"$T/log"
-	"$BUILD/confluxd" --data-dir "$T/data" --grpc-listen 127.0.0.1:0 --kafka-listen off --http-listen 127.0.0.1:0 \
+	"$BUILD/confluxd" --data-dir "$T/data" --grpc-listen 127.0.0.1:0 --kafka-listen off --mqtt-listen off --http-listen 127.0.0.1:0 \
 		--grpc.tls_cert "$T/server.pem" --grpc.tls_key "$T/server.key" \
 		--http.tls_cert "$T/server.pem" --http.tls_key "$T/server.key" "$@" \
 		>"$T/log" 2>&1 &

@@ -75,7 +75,7 @@ status() {
 # start: confluxd on ports the system picks, the HTTP one read from its log.
 start() {
 	: >"$T/log"
-	"$BUILD/confluxd" --data-dir "$T/data" --grpc-listen 127.0.0.1:0 --kafka-listen off \
+	"$BUILD/confluxd" --data-dir "$T/data" --grpc-listen 127.0.0.1:0 --kafka-listen off --mqtt-listen off \
 		--http-listen 127.0.0.1:0 --store.segment_bytes 32MiB --store.populate_ahead 0 \
 		>"$T/log" 2>&1 &
 	PID=$!

@@ -31,7 +31,7 @@ fail() {
 command -v kcat >/dev/null || fail "kcat is required (Debian package kcat; tools/install-deps.sh)"
 
 "$BUILD/confluxd" --data-dir "$T/data" --grpc-listen 127.0.0.1:0 --http-listen 127.0.0.1:0 \
-	--kafka-listen 127.0.0.1:0 --store.segment_bytes 32MiB --store.populate_ahead 0 \
+	--kafka-listen 127.0.0.1:0 --mqtt-listen off --store.segment_bytes 32MiB --store.populate_ahead 0 \
 	--store.retention_time 48h >"$T/log" 2>&1 &
 PID=$!
 i=0

@@ -23,6 +23,7 @@
 #include "net/tls.h"
 #include "proto/grpc/rmq.h"
 #include "proto/kafka/kafka.h"
+#include "proto/mqtt/mqtt.h"
 #include "proto/http/admin.h"
 #include "store/store.h"
 
@@ -158,10 +159,10 @@ static void bound_addr(const char *addr, int port, char *out, size_t len)
 /* The secure default: no listener beyond loopback without authentication. */
 static int check_exposure(const struct cfx_settings *s)
 {
-	const char *addrs[] = { s->grpc_listen, s->http_listen, s->kafka_listen };
-	const char *names[] = { "grpc.listen", "http.listen", "kafka.listen" };
+	const char *addrs[] = { s->grpc_listen, s->http_listen, s->kafka_listen, s->mqtt_listen };
+	const char *names[] = { "grpc.listen", "http.listen", "kafka.listen", "mqtt.listen" };
 
-	for (int i = 0; i < 3; i++) {
+	for (int i = 0; i < 4; i++) {
 		if (!listen_enabled(addrs[i]) || is_loopback(addrs[i]))
 			continue;
 		if (!s->allow_anonymous) {
@@ -227,6 +228,8 @@ int main(int argc, char **argv)
 	char grpc_addr[ADMIN_ADDR_MAX] = "", http_addr[ADMIN_ADDR_MAX] = "";
 	char kafka_addr[ADMIN_ADDR_MAX] = "";
 	struct kafka_service *kafka = NULL;
+	char mqtt_addr[ADMIN_ADDR_MAX] = "";
+	struct mqtt_service *mqtt = NULL;
 	int port;
 	sigset_t sigs;
 	int rc, sig, nthreads;
@@ -372,11 +375,37 @@ int main(int argc, char **argv)
 			cfx_log_info("kafka: the Kafka protocol is on %s", kafka_addr);
 		}
 	}
+	if (!rc && listen_enabled(s.mqtt_listen)) {
+		struct mqtt_opts mo;
+		char mdir[4096];
+
+		mqtt_opts_default(&mo);
+		mo.topic = s.mqtt_topic;
+		mo.session_queue_max = (uint32_t)s.mqtt_session_queue_max;
+		mo.durability = s.durability == CFX_SETTINGS_SYNC ? CFX_DURABILITY_SYNC
+								   : CFX_DURABILITY_ASYNC;
+		snprintf(mdir, sizeof mdir, "%s/mqtt", s.data_dir);
+		rc = mqtt_service_new(br, mdir, &mo, &mqtt);
+		if (!rc) {
+			struct cfx_listener_opts lo = { .name = "mqtt",
+							.addr = s.mqtt_listen,
+							.proto = &mqtt_conn_proto,
+							.proto_arg = mqtt,
+							.conn_max = (uint32_t)s.mqtt_connections_max };
+			rc = cfx_server_listen(srv, &lo, &port);
+		}
+		if (!rc) {
+			bound_addr(s.mqtt_listen, port, mqtt_addr, sizeof mqtt_addr);
+			cfx_log_info("mqtt: MQTT 3.1.1 and 5.0 are on %s", mqtt_addr);
+		}
+	}
 	if (admin) {
 		admin_service_set_listener(admin, "grpc", grpc_addr);
 		admin_service_set_listener(admin, "http", http_addr);
 		if (kafka_addr[0])
 			admin_service_set_listener(admin, "kafka", kafka_addr);
+		if (mqtt_addr[0])
+			admin_service_set_listener(admin, "mqtt", mqtt_addr);
 	}
 	if (!rc)
 		rc = cfx_server_start(srv);
@@ -388,6 +417,7 @@ int main(int argc, char **argv)
 		admin_service_free(admin);
 		rmq_service_free(rmq);
 		kafka_service_free(kafka);
+		mqtt_service_free(mqtt);
 		cfx_broker_close(br);
 		cfx_conf_free(cfx_settings_table, cfx_settings_count, &s);
 		return 1;
@@ -423,12 +453,14 @@ int main(int argc, char **argv)
 	admin_service_stop(admin);
 	cfx_server_stop(srv, 5000);
 	kafka_service_stop(kafka); /* its coordinator answers through the loops */
+	mqtt_service_stop(mqtt);   /* so does its fan-out */
 	cfx_server_free(srv);
 	cfx_tls_ctx_free(grpc_tls);
 	cfx_tls_ctx_free(http_tls);
 	admin_service_free(admin);
 	rmq_service_free(rmq);
 	kafka_service_free(kafka);
+	mqtt_service_free(mqtt);
 	rc = cfx_broker_close(br);
 	if (rc)
 		cfx_log_error("store: shutdown was not clean: %s", cfx_strerror(rc));

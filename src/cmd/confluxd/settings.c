@@ -71,6 +71,17 @@ const struct cfx_conf_def cfx_settings_table[] = {
 	  NULL, 0, "Address of the Kafka protocol (host:port, or off)." },
 	{ "kafka.advertised", NULL, CFX_CONF_STRING, OFF(kafka_advertised), "", 0, 0, NULL, 0,
 	  "host:port that Metadata tells Kafka clients to use; empty = the listener's address." },
+	{ "mqtt.listen", "mqtt-listen", CFX_CONF_STRING, OFF(mqtt_listen), "127.0.0.1:1883", 0, 0,
+	  NULL, 0, "Address of MQTT 3.1.1 and 5.0 (host:port, or off)." },
+	{ "mqtt.topic", NULL, CFX_CONF_STRING, OFF(mqtt_topic), "mqtt", 0, 0, NULL, 0,
+	  "The Conflux topic every MQTT message is stored in (created on start, MIXED); "
+	  "RocketMQ and Kafka clients read and write MQTT traffic there." },
+	{ "mqtt.session_queue_max", NULL, CFX_CONF_INT, OFF(mqtt_session_queue_max), "1000", 1,
+	  1 << 24, NULL, 0,
+	  "Messages a persistent session keeps while its client is away (and a connected "
+	  "client's backlog); beyond it the oldest are dropped." },
+	{ "mqtt.connections_max", NULL, CFX_CONF_INT, OFF(mqtt_connections_max), "1000000", 1,
+	  100000000, NULL, 0, "MQTT connections at most." },
 	{ "kafka.group_initial_rebalance_delay", NULL, CFX_CONF_DURATION, OFF(kafka_group_delay_ms),
 	  "3s", 0, 300000, NULL, 0,
 	  "How long a new Kafka consumer group waits for more members before its first "

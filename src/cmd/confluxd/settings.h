@@ -35,6 +35,10 @@ struct cfx_settings {
 	char *kafka_listen;
 	char *kafka_advertised;
 	int64_t kafka_group_delay_ms;
+	char *mqtt_listen;
+	char *mqtt_topic;
+	int64_t mqtt_session_queue_max;
+	int64_t mqtt_connections_max;
 	char *http_listen;
 	char *grpc_tls_cert, *grpc_tls_key, *grpc_tls_client_ca;
 	char *http_tls_cert, *http_tls_key, *http_tls_client_ca;

@@ -34,7 +34,7 @@ const LOG_TAIL_BYTES_MAX = 64 * 1024; /* how much of the server log a failure pr
 
 /* Settings passed on every start. A small segment keeps four servers in
  * parallel from allocating 1 GiB each. */
-const DEFAULT_ARGS = ['--store.segment_bytes', '32MiB', '--kafka-listen', 'off', ...(process.env.CFX_LOG_DEBUG ? ['--log-level', 'debug'] : [])];
+const DEFAULT_ARGS = ['--store.segment_bytes', '32MiB', '--kafka-listen', 'off', '--mqtt-listen', 'off', ...(process.env.CFX_LOG_DEBUG ? ['--log-level', 'debug'] : [])];
 
 export function confluxdPath() {
   // Resolved here: confluxd runs in its own data directory, not the caller's.

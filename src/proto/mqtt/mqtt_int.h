@@ -1,0 +1,174 @@
+/*
+ * mqtt_int.h - shared by the files of the MQTT front end only.
+ */
+#ifndef CFX_PROTO_MQTT_MQTT_INT_H
+#define CFX_PROTO_MQTT_MQTT_INT_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include "base/buf.h"
+#include "broker/lq.h"
+#include "net/conn.h"
+#include "net/loop.h"
+#include "proto/mqtt/mqtt.h"
+#include "proto/mqtt/packet.h"
+#include "proto/mqtt/topic_tree.h"
+
+/* Properties of an MQTT message in the store (docs/design/mqtt.md). */
+#define MQTT_PROP_TOPIC "MQTT_TOPIC"
+#define MQTT_PROP_QOS "MQTT_QOS"
+#define MQTT_PROP_RETAIN "MQTT_RETAIN"
+#define MQTT_PROP_CONTENT_TYPE "MQTT_CONTENT_TYPE"
+#define MQTT_PROP_RESPONSE_TOPIC "MQTT_RESPONSE_TOPIC"
+#define MQTT_PROP_CORRELATION "MQTT_CORRELATION_DATA"
+#define MQTT_PROP_PAYLOAD_FORMAT "MQTT_PAYLOAD_FORMAT"
+
+#define MQTT_SUB_IDS_PER_DELIVERY 8 /* subscription ids carried per message */
+#define MQTT_MSG_USER_PROPS_MAX 64
+
+/* A stored message as the fan-out read it, shared by its deliveries. */
+struct mmsg {
+	atomic_uint refs;
+	struct cfx_view topic, payload, content_type, response_topic, correlation;
+	struct mqtt_user_prop *user; /* in buf */
+	uint32_t nuser;
+	uint8_t qos, retain, has_format, format;
+	int64_t expires_ms;	/* wall clock; 0 = never */
+	uint32_t queue;		/* where it is stored */
+	uint64_t offset;
+	uint8_t *buf;		/* the bytes the views point into */
+};
+
+struct mmsg *mmsg_of_view(const struct cfx_msg_view *v, uint32_t queue);
+void mmsg_ref(struct mmsg *m);
+void mmsg_unref(struct mmsg *m);
+
+/* A subscription a session holds (for the tree, persistence and takeover). */
+struct msub {
+	char *filter;
+	struct mqtt_sub opts; /* session pointer, qos, options, sub id */
+};
+
+/* A message waiting to be sent to an online session (clean sessions, and
+ * QoS 0 of persistent ones). */
+struct outmsg {
+	struct mmsg *m;
+	uint8_t qos, retain;
+	uint8_t nsub;
+	uint32_t sub_ids[MQTT_SUB_IDS_PER_DELIVERY];
+};
+
+/* A QoS 1/2 message sent and not completed yet. */
+struct inflight {
+	uint16_t pid;
+	uint8_t qos;
+	uint8_t released;   /* QoS 2: PUBREC came, PUBREL sent */
+	struct outmsg o;    /* o.m NULL for a persistent session's entry after a restart */
+	uint64_t lq_seq;    /* its light-queue entry, 0 if none */
+};
+
+struct mconn;
+
+struct msession {
+	struct msession *next; /* hash chain */
+	struct mqtt_service *svc;
+	pthread_mutex_t mu;
+	atomic_uint refs;
+	char *client_id;
+	int persistent;		/* survives its connection (a light queue) */
+	uint32_t expiry_s;	/* after the connection ends */
+	int64_t gone_ms;	/* monotonic time it went offline; 0 while online */
+	int ended;		/* removed from the table */
+	int version;
+	struct mconn *conn;	/* online: its connection, valid on `loop` */
+	struct cfx_loop *loop;
+	struct cfx_conn_handle *h; /* that connection's handle, counted on its loop */
+	int pump_posted;
+	uint16_t recv_max;	/* the client's receive maximum */
+	uint32_t max_packet;	/* the client's maximum packet size; 0 = none */
+	struct msub *subs;
+	uint32_t nsubs, capsubs;
+	uint32_t lq;		/* persistent: its light queue */
+	uint64_t lq_next;	/* next entry not sent yet */
+	struct outmsg *outq;	/* ring */
+	uint32_t out_head, out_n, out_cap;
+	struct inflight *infl;
+	uint32_t ninfl, capinfl;
+	uint16_t next_pid;
+	uint16_t *qos2_in;	/* inbound QoS 2 packet ids until PUBREL */
+	uint32_t nqos2, capqos2;
+	uint64_t dropped;
+	/* the fan-out thread's own: the message it last added this session for */
+	uint64_t fo_serial;
+	uint32_t fo_idx;
+};
+
+struct mqtt_service {
+	struct mqtt_opts o;
+	struct cfx_broker *br;
+	struct cfx_store *st;
+	char *topic;
+	uint32_t queues;
+	char *dir;
+	struct mqtt_tree *tree;
+	struct cfx_lqs *lqs;
+	/* sessions */
+	pthread_mutex_t mu;
+	struct msession **tab;
+	uint32_t tab_cap, nsessions;
+	int jfd;			/* sessions journal */
+	uint64_t next_client_no;
+	/* fan-out and tick threads */
+	pthread_t fanout_thr, tick_thr;
+	pthread_mutex_t fo_mu;
+	pthread_cond_t fo_cv;
+	int fo_woken, stop, started;
+	atomic_ullong published, delivered, dropped, connects;
+};
+
+/* session.c */
+int mqtt_sessions_open(struct mqtt_service *svc);
+void mqtt_sessions_close(struct mqtt_service *svc);
+/* Takes the session of client_id (creating or resetting it) for a new
+ * connection; *present says whether earlier state was kept. */
+struct msession *mqtt_session_attach(struct mqtt_service *svc, struct cfx_view client_id,
+				     int clean, uint32_t expiry_s, int version, struct mconn *mc,
+				     struct cfx_conn_handle *h, struct cfx_loop *loop, int *present,
+				     struct cfx_conn_handle **old_h, struct cfx_loop **old_loop);
+/* The connection went away (graceful or not). */
+void mqtt_session_detach(struct mqtt_service *svc, struct msession *s, struct mconn *mc);
+void msession_unref(struct mqtt_service *svc, struct msession *s);
+int mqtt_session_subscribe(struct mqtt_service *svc, struct msession *s,
+			   const struct mqtt_subscription *sub, uint32_t sub_id, int *existed);
+int mqtt_session_unsubscribe(struct mqtt_service *svc, struct msession *s, struct cfx_view filter);
+/* The fan-out: hand a message to a session. */
+void mqtt_session_deliver(struct mqtt_service *svc, struct msession *s, struct mmsg *m,
+			  uint8_t qos, uint8_t retain, const uint32_t *sub_ids, uint32_t nsub);
+/* Expired sessions go (tick thread). */
+void mqtt_sessions_expire(struct mqtt_service *svc, int64_t now_ms);
+/* Sends what the session may send now; on its connection's loop. */
+void mqtt_session_pump(struct mqtt_service *svc, struct msession *s);
+/* An acknowledgement from the client (PUBACK, PUBREC, PUBCOMP). Returns 0 or
+ * MQTT_RC_PACKET_IDENTIFIER_NOT_FOUND. */
+int mqtt_session_acked(struct mqtt_service *svc, struct msession *s, int type, uint16_t pid);
+/* Retained messages matching a new subscription. */
+void mqtt_session_send_retained(struct mqtt_service *svc, struct msession *s,
+				struct cfx_view filter, uint8_t qos, uint32_t sub_id, int rap);
+/* Reads the stored message at (queue, offset) of the MQTT topic. */
+struct mmsg *mqtt_read_msg(struct mqtt_service *svc, uint32_t queue, uint64_t offset);
+
+/* fanout.c */
+#define MQTT_RETAINED_CLEARED 8 /* light-queue entry flag: a cleared retained message */
+void mqtt_retain_update(struct mqtt_service *svc, struct cfx_view topic, uint8_t qos, int empty,
+			uint32_t queue, uint64_t offset);
+int mqtt_fanout_start(struct mqtt_service *svc);
+void mqtt_fanout_stop(struct mqtt_service *svc);
+
+/* server.c: sending on a connection (its loop). */
+void mqtt_conn_send_publish(struct mconn *mc, const struct outmsg *o, uint16_t pid, int dup);
+void mqtt_conn_send_pubrel(struct mconn *mc, uint16_t pid);
+int mqtt_conn_can_send(struct mconn *mc);
+void mqtt_conn_kick(struct mconn *mc, int reason);
+
+#endif

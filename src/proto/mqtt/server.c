@@ -1,0 +1,816 @@
+/*
+ * server.c - MQTT connections: framing, the per-connection state machine,
+ * publishing into the store, and sending to the client.
+ *
+ * CONNECT comes first (anything else closes the connection), then
+ * PUBLISH/PUBACK/PUBREC/PUBREL/PUBCOMP, SUBSCRIBE, UNSUBSCRIBE, PINGREQ,
+ * DISCONNECT. An inbound QoS 1/2 PUBLISH is acknowledged once the store
+ * has appended it; acknowledgements leave in the order the PUBLISHes came
+ * (MQTT 4.6), through a queue of slots like the Kafka front end's. A slot
+ * whose connection closed is an orphan and is freed by its append's
+ * completion. Everything here runs on the connection's loop, except the
+ * append completions, which post back to it.
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "base/clock.h"
+#include "base/log.h"
+#include "proto/mqtt/mqtt_int.h"
+
+#define TOPIC_ALIASES_MAX 64 /* what this broker accepts from a client (v5) */
+#define PUB_PROPS_MAX (8 + MQTT_USER_PROPERTIES_MAX)
+
+/* An inbound PUBLISH waiting for its append, in arrival order. */
+struct pub_slot {
+	struct pub_slot *next;
+	struct mconn *mc;  /* NULL once the connection is gone */
+	struct mqtt_service *svc;
+	struct cfx_loop *loop;
+	uint8_t ack_type;  /* MQTT_PUBACK, MQTT_PUBREC, or 0 (QoS 0: nothing to send) */
+	uint16_t pid;
+	int err;
+	int done;
+	/* a retained message: its topic, where it was stored */
+	char *retain_topic;
+	uint8_t qos, empty;
+	uint32_t queue;
+	uint64_t offset;
+};
+
+struct mconn {
+	struct mqtt_service *svc;
+	struct cfx_conn *c;
+	struct cfx_writer in;
+	struct cfx_writer out; /* scratch for one packet */
+	struct msession *s;
+	int version;
+	int connected;
+	int graceful;	       /* DISCONNECT without will */
+	uint16_t keep_alive_s;
+	int64_t last_rx_ms;
+	struct cfx_timer ka_timer;
+	struct pub_slot *head, *tail;
+	uint32_t pending;
+	char *aliases[TOPIC_ALIASES_MAX + 1]; /* inbound topic aliases, 1-based */
+	/* the will, as one PUBLISH to send if the connection ends badly */
+	int has_will;
+	struct cfx_writer will; /* encoded: topic, payload, props as store properties */
+	uint8_t will_qos, will_retain;
+	uint32_t will_props;
+};
+
+/* ------------------------------------------------------------------------
+ * Service
+ * ------------------------------------------------------------------------ */
+
+void mqtt_opts_default(struct mqtt_opts *o)
+{
+	memset(o, 0, sizeof *o);
+	o->topic = "mqtt";
+	o->queues = 8;
+	o->session_queue_max = 1000;
+	o->receive_max = 100;
+	o->packet_bytes_max = MQTT_PACKET_BYTES_MAX;
+	o->session_expiry_max_s = UINT32_MAX;
+	o->durability = CFX_DURABILITY_ASYNC;
+}
+
+int mqtt_service_new(struct cfx_broker *br, const char *dir, const struct mqtt_opts *o,
+		     struct mqtt_service **out)
+{
+	struct mqtt_service *svc = cfx_calloc(1, sizeof *svc);
+	struct cfx_topic_info ti;
+	struct cfx_lq_opts lo;
+	char lqdir[4096];
+	int rc;
+
+	svc->o = *o;
+	svc->br = br;
+	svc->st = cfx_broker_store(br);
+	svc->topic = cfx_strdup(o->topic);
+	svc->dir = cfx_strdup(dir);
+	svc->jfd = -1;
+	pthread_mutex_init(&svc->mu, NULL);
+	mkdir(dir, 0755);
+	rc = cfx_broker_topic_get(br, CFX_VIEW_STR(o->topic), 0, &ti);
+	if (rc == CFX_ENOENT) {
+		rc = cfx_broker_topic_create(br, o->topic, CFX_TOPIC_MIXED, o->queues);
+		if (!rc)
+			rc = cfx_broker_topic_get(br, CFX_VIEW_STR(o->topic), 0, &ti);
+	}
+	if (rc) {
+		cfx_log_error("mqtt: cannot use the topic %s: %s", o->topic, cfx_strerror(rc));
+		goto fail;
+	}
+	svc->queues = ti.queues;
+	svc->tree = mqtt_tree_new();
+	cfx_lq_opts_default(&lo);
+	snprintf(lqdir, sizeof lqdir, "%s/lq", dir);
+	lo.dir = lqdir;
+	lo.entries_max_per_queue = o->session_queue_max;
+	rc = cfx_lq_open(&lo, &svc->lqs);
+	if (rc) {
+		cfx_log_error("mqtt: cannot open the light queues in %s: %s", lqdir, cfx_strerror(rc));
+		goto fail;
+	}
+	rc = mqtt_sessions_open(svc);
+	if (rc) {
+		cfx_log_error("mqtt: cannot open the sessions journal in %s: %s", dir,
+			      cfx_strerror(rc));
+		goto fail;
+	}
+	rc = mqtt_fanout_start(svc);
+	if (rc)
+		goto fail;
+	*out = svc;
+	return 0;
+fail:
+	mqtt_service_free(svc);
+	return rc ? rc : CFX_EIO;
+}
+
+void mqtt_service_stop(struct mqtt_service *svc)
+{
+	if (svc)
+		mqtt_fanout_stop(svc);
+}
+
+void mqtt_service_free(struct mqtt_service *svc)
+{
+	if (!svc)
+		return;
+	mqtt_fanout_stop(svc);
+	mqtt_sessions_close(svc);
+	if (svc->lqs)
+		cfx_lq_close(svc->lqs);
+	if (svc->tree)
+		mqtt_tree_free(svc->tree);
+	pthread_mutex_destroy(&svc->mu);
+	cfx_free(svc->topic);
+	cfx_free(svc->dir);
+	cfx_free(svc);
+}
+
+/* ------------------------------------------------------------------------
+ * Sending
+ * ------------------------------------------------------------------------ */
+
+static void send_packet(struct mconn *mc)
+{
+	cfx_conn_write(mc->c, mc->out.p, mc->out.len);
+	cfx_writer_reset(&mc->out);
+}
+
+int mqtt_conn_can_send(struct mconn *mc)
+{
+	return cfx_conn_is_writable(mc->c);
+}
+
+void mqtt_conn_send_publish(struct mconn *mc, const struct outmsg *o, uint16_t pid, int dup)
+{
+	const struct mmsg *m = o->m;
+	struct mqtt_publish pub = { .dup = (uint8_t)dup,
+				    .qos = o->qos,
+				    .retain = o->retain,
+				    .packet_id = pid,
+				    .topic = m->topic,
+				    .payload = m->payload };
+
+	if (mc->version == MQTT_V5) {
+		struct mqtt_props *p = &pub.props;
+		if (m->has_format) {
+			p->present |= MQTT_PROP_BIT(PAYLOAD_FORMAT_INDICATOR);
+			p->payload_format = m->format;
+		}
+		if (m->expires_ms) {
+			int64_t left = (m->expires_ms - cfx_clock_wall_ms() + 999) / 1000;
+			p->present |= MQTT_PROP_BIT(MESSAGE_EXPIRY_INTERVAL);
+			p->message_expiry_s = (uint32_t)CFX_MAX(left, 1);
+		}
+		if (m->content_type.len) {
+			p->present |= MQTT_PROP_BIT(CONTENT_TYPE);
+			p->content_type = m->content_type;
+		}
+		if (m->response_topic.len) {
+			p->present |= MQTT_PROP_BIT(RESPONSE_TOPIC);
+			p->response_topic = m->response_topic;
+		}
+		if (m->correlation.len) {
+			p->present |= MQTT_PROP_BIT(CORRELATION_DATA);
+			p->correlation_data = m->correlation;
+		}
+		if (o->nsub) {
+			p->present |= MQTT_PROP_BIT(SUBSCRIPTION_IDENTIFIER);
+			p->sub_id_count = o->nsub;
+			p->sub_ids = o->sub_ids;
+		}
+		if (m->nuser) {
+			p->present |= MQTT_PROP_BIT(USER_PROPERTY);
+			p->user_prop_count = m->nuser;
+			p->user_props = m->user;
+		}
+	}
+	mqtt_encode_publish(&mc->out, mc->version, &pub);
+	if (mc->s && mc->s->max_packet && mc->out.len > mc->s->max_packet) {
+		cfx_writer_reset(&mc->out); /* larger than the client takes: not sent (MQTT 3.1.2-24) */
+		return;
+	}
+	send_packet(mc);
+}
+
+static void send_ack(struct mconn *mc, int type, uint16_t pid, int reason)
+{
+	struct mqtt_ack ack = { .packet_id = pid, .reason = (uint8_t)reason };
+	mqtt_encode_ack(&mc->out, mc->version, type, &ack);
+	send_packet(mc);
+}
+
+void mqtt_conn_send_pubrel(struct mconn *mc, uint16_t pid)
+{
+	send_ack(mc, MQTT_PUBREL, pid, 0);
+}
+
+static void send_disconnect(struct mconn *mc, int reason)
+{
+	if (mc->version != MQTT_V5 || !mc->connected)
+		return;
+	struct mqtt_disconnect d = { .reason = (uint8_t)reason };
+	mqtt_encode_disconnect(&mc->out, mc->version, MQTT_DISCONNECT, &d);
+	send_packet(mc);
+}
+
+/* Ends the connection, telling an MQTT 5 client why. */
+void mqtt_conn_kick(struct mconn *mc, int reason)
+{
+	send_disconnect(mc, reason);
+	cfx_conn_close(mc->c, mqtt_reason_name(reason));
+}
+
+/* ------------------------------------------------------------------------
+ * Publishing into the store
+ * ------------------------------------------------------------------------ */
+
+static void slots_flush(struct mconn *mc)
+{
+	while (mc->head && mc->head->done) {
+		struct pub_slot *sl = mc->head;
+		mc->head = sl->next;
+		if (!mc->head)
+			mc->tail = NULL;
+		mc->pending--;
+		if (sl->ack_type) {
+			int reason = sl->err ? MQTT_RC_UNSPECIFIED_ERROR : 0;
+			if (sl->err && mc->version != MQTT_V5) {
+				/* 3.1.1 has no negative acknowledgement: the client must retry. */
+				cfx_free(sl);
+				mqtt_conn_kick(mc, MQTT_RC_UNSPECIFIED_ERROR);
+				continue;
+			}
+			send_ack(mc, sl->ack_type, sl->pid, reason);
+		}
+		cfx_free(sl);
+	}
+}
+
+static void slot_done_task(void *arg)
+{
+	struct pub_slot *sl = arg;
+
+	sl->done = 1;
+	if (!sl->mc) {
+		cfx_free(sl);
+		return;
+	}
+	slots_flush(sl->mc);
+}
+
+static void appended(void *arg, const struct cfx_send_result *res, uint32_t n)
+{
+	struct pub_slot *sl = arg;
+
+	sl->err = n ? res[0].err : CFX_EIO;
+	if (!sl->err && sl->retain_topic) /* visible to the next subscriber before the ack */
+		mqtt_retain_update(sl->svc, CFX_VIEW_STR(sl->retain_topic), sl->qos, sl->empty,
+				   res[0].queue, res[0].offset);
+	cfx_free(sl->retain_topic);
+	sl->retain_topic = NULL;
+	cfx_loop_post(sl->loop, slot_done_task, sl);
+}
+
+static void add_prop(struct cfx_prop *props, uint32_t *n, const char *name, struct cfx_view v)
+{
+	props[(*n)++] = (struct cfx_prop){ CFX_VIEW_STR(name), v };
+}
+
+/* Stores a PUBLISH (or a will); ack_type is sent once it is stored. */
+static int publish(struct mconn *mc, struct cfx_view topic, struct cfx_view payload, uint8_t qos,
+		   uint8_t retain, const struct mqtt_props *pp, int ack_type, uint16_t pid)
+{
+	struct mqtt_service *svc = mc->svc;
+	struct cfx_prop props[PUB_PROPS_MAX];
+	uint32_t n = 0;
+	char qs[2] = { (char)('0' + qos), 0 }, ttl[24], fmt[2];
+
+	add_prop(props, &n, MQTT_PROP_TOPIC, topic);
+	add_prop(props, &n, MQTT_PROP_QOS, CFX_VIEW_STR(qs));
+	if (retain)
+		add_prop(props, &n, MQTT_PROP_RETAIN, CFX_VIEW_STR("1"));
+	if (pp && mc->version == MQTT_V5) {
+		if (pp->present & MQTT_PROP_BIT(CONTENT_TYPE))
+			add_prop(props, &n, MQTT_PROP_CONTENT_TYPE, pp->content_type);
+		if (pp->present & MQTT_PROP_BIT(RESPONSE_TOPIC))
+			add_prop(props, &n, MQTT_PROP_RESPONSE_TOPIC, pp->response_topic);
+		if (pp->present & MQTT_PROP_BIT(CORRELATION_DATA))
+			add_prop(props, &n, MQTT_PROP_CORRELATION, pp->correlation_data);
+		if (pp->present & MQTT_PROP_BIT(PAYLOAD_FORMAT_INDICATOR)) {
+			fmt[0] = pp->payload_format ? '1' : '0';
+			fmt[1] = 0;
+			add_prop(props, &n, MQTT_PROP_PAYLOAD_FORMAT, CFX_VIEW_STR(fmt));
+		}
+		if (pp->present & MQTT_PROP_BIT(MESSAGE_EXPIRY_INTERVAL)) {
+			snprintf(ttl, sizeof ttl, "%" PRIu64, (uint64_t)pp->message_expiry_s * 1000);
+			add_prop(props, &n, CFX_PROP_TTL_MS, CFX_VIEW_STR(ttl));
+		}
+		struct mqtt_prop_iter it;
+		struct mqtt_user_prop up;
+		mqtt_prop_iter_init(&it, pp);
+		while (n < PUB_PROPS_MAX && mqtt_props_next_user(&it, &up) == 1)
+			if (!(up.name.len >= 5 && !memcmp(up.name.p, "MQTT_", 5)) &&
+			    !(up.name.len >= 2 && !memcmp(up.name.p, "__", 2)) &&
+			    !((up.name.len == 4 && !memcmp(up.name.p, "TAGS", 4)) ||
+			      (up.name.len == 8 && !memcmp(up.name.p, "UNIQ_KEY", 8)) ||
+			      (up.name.len == 4 && !memcmp(up.name.p, "FLAG", 4))))
+				props[n++] = (struct cfx_prop){ up.name, up.value };
+	}
+	struct cfx_send_msg sm = {
+		.m = { .key_null = 1, .body = payload, .born_ms = cfx_clock_wall_ms(),
+		       .props = props, .prop_count = n },
+		.type = CFX_MSG_FIFO,
+		.group = topic, /* one MQTT topic, one queue: its order is kept */
+	};
+	struct pub_slot *sl = cfx_calloc(1, sizeof *sl);
+	sl->mc = mc;
+	sl->svc = svc;
+	sl->loop = mc->c->loop;
+	sl->ack_type = (uint8_t)ack_type;
+	sl->pid = pid;
+	if (retain) {
+		sl->retain_topic = cfx_strndup((const char *)topic.p, topic.len);
+		sl->qos = qos;
+		sl->empty = payload.len == 0;
+	}
+	if (mc->tail)
+		mc->tail->next = sl;
+	else
+		mc->head = sl;
+	mc->tail = sl;
+	mc->pending++;
+	atomic_fetch_add(&svc->published, 1);
+	int rc = cfx_broker_send(svc->br, CFX_VIEW_STR(svc->topic), &sm, 1,
+				 qos ? svc->o.durability : CFX_DURABILITY_ASYNC, appended, sl);
+	if (rc) {
+		cfx_free(sl->retain_topic);
+		sl->retain_topic = NULL;
+		sl->err = rc;
+		sl->done = 1;
+		slots_flush(mc);
+	}
+	return 0;
+}
+
+/* ------------------------------------------------------------------------
+ * Packets
+ * ------------------------------------------------------------------------ */
+
+static void keep_alive_check(struct cfx_loop *loop, struct cfx_timer *t)
+{
+	struct mconn *mc = t->data;
+	int64_t limit = (int64_t)mc->keep_alive_s * 1500, idle = cfx_loop_now_ms(loop) - mc->last_rx_ms;
+
+	if (idle >= limit) {
+		cfx_log_debug(CFX_LOGC_NET, "mqtt: %s: keep alive timeout", mc->c->peer);
+		mqtt_conn_kick(mc, MQTT_RC_KEEP_ALIVE_TIMEOUT);
+		return;
+	}
+	cfx_timer_start(loop, t, limit - idle, keep_alive_check, mc);
+}
+
+/* On the loop of a connection whose session was taken over. */
+static void kick_task(void *arg)
+{
+	struct cfx_conn_handle *h = arg;
+
+	if (h->conn && h->conn->proto_data) {
+		struct mconn *mc = h->conn->proto_data;
+		mqtt_conn_kick(mc, MQTT_RC_SESSION_TAKEN_OVER);
+	}
+	cfx_conn_handle_put(h);
+}
+
+static void connack(struct mconn *mc, int reason, int present, const struct mqtt_props *props)
+{
+	struct mqtt_connack ca = { .session_present = (uint8_t)present, .reason = (uint8_t)reason };
+
+	if (props)
+		ca.props = *props;
+	mqtt_encode_connack(&mc->out, mc->version, &ca);
+	send_packet(mc);
+}
+
+static int on_connect(struct mconn *mc, const struct mqtt_connect *cn)
+{
+	struct mqtt_service *svc = mc->svc;
+	struct mqtt_props out = { 0 };
+	char assigned[64];
+	struct cfx_view id = cn->client_id;
+	uint32_t expiry;
+	int present;
+	struct cfx_conn_handle *old_h;
+	struct cfx_loop *old_loop;
+
+	mc->version = cn->version;
+	if (!id.len) {
+		if (!cn->clean_start) { /* 3.1.1: a persistent session needs a name */
+			connack(mc, MQTT_RC_CLIENT_IDENTIFIER_NOT_VALID, 0, NULL);
+			cfx_conn_close(mc->c, "empty client id without clean session");
+			return -1;
+		}
+		snprintf(assigned, sizeof assigned, "cfx-%" PRIx64 "-%" PRIu64,
+			 (uint64_t)cfx_clock_wall_ms(), (uint64_t)atomic_fetch_add(&svc->connects, 1));
+		id = CFX_VIEW_STR(assigned);
+		if (mc->version == MQTT_V5) {
+			out.present |= MQTT_PROP_BIT(ASSIGNED_CLIENT_IDENTIFIER);
+			out.assigned_client_id = id;
+		}
+	}
+	if (mc->version == MQTT_V5)
+		expiry = (cn->props.present & MQTT_PROP_BIT(SESSION_EXPIRY_INTERVAL))
+				 ? cn->props.session_expiry_s
+				 : 0;
+	else
+		expiry = cn->clean_start ? 0 : UINT32_MAX;
+	if (expiry > svc->o.session_expiry_max_s) {
+		expiry = svc->o.session_expiry_max_s;
+		if (mc->version == MQTT_V5) {
+			out.present |= MQTT_PROP_BIT(SESSION_EXPIRY_INTERVAL);
+			out.session_expiry_s = expiry;
+		}
+	}
+	mc->keep_alive_s = cn->keep_alive_s;
+	if (svc->o.keep_alive_max_s && (!mc->keep_alive_s || mc->keep_alive_s > svc->o.keep_alive_max_s)) {
+		mc->keep_alive_s = svc->o.keep_alive_max_s;
+		if (mc->version == MQTT_V5) {
+			out.present |= MQTT_PROP_BIT(SERVER_KEEP_ALIVE);
+			out.server_keep_alive_s = mc->keep_alive_s;
+		}
+	}
+	if (cn->has_will) {
+		mc->has_will = 1;
+		mc->will_qos = cn->will.qos;
+		mc->will_retain = cn->will.retain;
+		cfx_writer_init(&mc->will, cn->will.topic.len + cn->will.payload.len + 16);
+		cfx_write_le32(&mc->will, (uint32_t)cn->will.topic.len);
+		cfx_write_bytes(&mc->will, cn->will.topic.p, cn->will.topic.len);
+		cfx_write_bytes(&mc->will, cn->will.payload.p, cn->will.payload.len);
+	}
+	mc->s = mqtt_session_attach(svc, id, cn->clean_start, expiry, mc->version, mc,
+				    cfx_conn_handle_get(mc->c), mc->c->loop, &present, &old_h,
+				    &old_loop);
+	if (mc->version == MQTT_V5) {
+		if (cn->props.present & MQTT_PROP_BIT(RECEIVE_MAXIMUM))
+			mc->s->recv_max = cn->props.receive_max;
+		if (cn->props.present & MQTT_PROP_BIT(MAXIMUM_PACKET_SIZE))
+			mc->s->max_packet = cn->props.max_packet_bytes;
+		out.present |= MQTT_PROP_BIT(RECEIVE_MAXIMUM) | MQTT_PROP_BIT(TOPIC_ALIAS_MAXIMUM) |
+			       MQTT_PROP_BIT(MAXIMUM_PACKET_SIZE);
+		out.receive_max = svc->o.receive_max;
+		out.topic_alias_max = TOPIC_ALIASES_MAX;
+		out.max_packet_bytes = svc->o.packet_bytes_max;
+	}
+	if (old_h) {
+		/* Session takeover: the other connection ends, on its own loop. */
+		cfx_log_info("mqtt: client %.*s connected again; the earlier connection is closed",
+			     (int)id.len, (const char *)id.p);
+		cfx_loop_post(old_loop, kick_task, old_h);
+	}
+	mc->connected = 1;
+	connack(mc, 0, present, &out);
+	if (mc->keep_alive_s)
+		cfx_timer_start(mc->c->loop, &mc->ka_timer, (int64_t)mc->keep_alive_s * 1500,
+				keep_alive_check, mc);
+	mqtt_session_pump(svc, mc->s);
+	return 0;
+}
+
+static int on_publish(struct mconn *mc, struct mqtt_publish *pub)
+{
+	struct cfx_view topic = pub->topic;
+
+	if (mc->version == MQTT_V5 && (pub->props.present & MQTT_PROP_BIT(TOPIC_ALIAS))) {
+		uint16_t a = pub->props.topic_alias;
+		if (!a || a > TOPIC_ALIASES_MAX) {
+			mqtt_conn_kick(mc, MQTT_RC_TOPIC_ALIAS_INVALID);
+			return -1;
+		}
+		if (topic.len) {
+			cfx_free(mc->aliases[a]);
+			mc->aliases[a] = cfx_strndup((const char *)topic.p, topic.len);
+		} else if (mc->aliases[a]) {
+			topic = CFX_VIEW_STR(mc->aliases[a]);
+		} else {
+			mqtt_conn_kick(mc, MQTT_RC_PROTOCOL_ERROR);
+			return -1;
+		}
+	}
+	if (!topic.len || !mqtt_topic_is_valid(topic) ||
+	    (topic.len > 0 && topic.p[0] == '$')) { /* $-topics are the broker's */
+		mqtt_conn_kick(mc, MQTT_RC_TOPIC_NAME_INVALID);
+		return -1;
+	}
+	if (pub->qos == 2) {
+		struct msession *s = mc->s;
+		int seen = 0;
+		pthread_mutex_lock(&s->mu);
+		for (uint32_t i = 0; i < s->nqos2 && !seen; i++)
+			seen = s->qos2_in[i] == pub->packet_id;
+		if (!seen) {
+			if (s->nqos2 == s->capqos2) {
+				s->capqos2 = s->capqos2 ? s->capqos2 * 2 : 8;
+				s->qos2_in = cfx_realloc(s->qos2_in, s->capqos2 * sizeof *s->qos2_in);
+			}
+			s->qos2_in[s->nqos2++] = pub->packet_id;
+		}
+		pthread_mutex_unlock(&s->mu);
+		if (seen) { /* a resend: stored already */
+			if (!mc->head)
+				send_ack(mc, MQTT_PUBREC, pub->packet_id, 0);
+			else {
+				struct pub_slot *sl = cfx_calloc(1, sizeof *sl);
+				*sl = (struct pub_slot){ .mc = mc, .loop = mc->c->loop, .ack_type = MQTT_PUBREC,
+							 .pid = pub->packet_id, .done = 1 };
+				mc->tail->next = sl;
+				mc->tail = sl;
+				mc->pending++;
+			}
+			return 0;
+		}
+	}
+	return publish(mc, topic, pub->payload, pub->qos, pub->retain, &pub->props,
+		       pub->qos == 1 ? MQTT_PUBACK : pub->qos == 2 ? MQTT_PUBREC : 0, pub->packet_id);
+}
+
+static void on_pubrel(struct mconn *mc, uint16_t pid)
+{
+	struct msession *s = mc->s;
+	int found = 0;
+
+	pthread_mutex_lock(&s->mu);
+	for (uint32_t i = 0; i < s->nqos2; i++)
+		if (s->qos2_in[i] == pid) {
+			s->qos2_in[i] = s->qos2_in[--s->nqos2];
+			found = 1;
+			break;
+		}
+	pthread_mutex_unlock(&s->mu);
+	send_ack(mc, MQTT_PUBCOMP, pid, found ? 0 : MQTT_RC_PACKET_IDENTIFIER_NOT_FOUND);
+}
+
+static int on_subscribe(struct mconn *mc, const struct mqtt_subscribe *sub)
+{
+	struct mqtt_service *svc = mc->svc;
+	uint8_t reasons[MQTT_SUBSCRIBE_TOPICS_MAX];
+	struct mqtt_subscription subs[MQTT_SUBSCRIBE_TOPICS_MAX];
+	int existed[MQTT_SUBSCRIBE_TOPICS_MAX];
+	struct mqtt_topic_iter it;
+	uint32_t n = 0, sub_id = 0;
+
+	if (mc->version == MQTT_V5)
+		sub_id = mqtt_props_first_sub_id(&sub->props);
+	mqtt_topic_iter_init(&it, MQTT_SUBSCRIBE, sub);
+	while (n < MQTT_SUBSCRIBE_TOPICS_MAX && mqtt_topic_next(&it, &subs[n]) == 1) {
+		int rc = mqtt_session_subscribe(svc, mc->s, &subs[n], sub_id, &existed[n]);
+		reasons[n] = rc ? MQTT_RC_TOPIC_FILTER_INVALID : subs[n].qos;
+		n++;
+	}
+	struct mqtt_suback sa = { .packet_id = sub->packet_id,
+				  .reasons = { reasons, n } };
+	mqtt_encode_suback(&mc->out, mc->version, MQTT_SUBACK, &sa);
+	send_packet(mc);
+	/* Retained messages, after the SUBACK (MQTT 3.3.1-9 / retain handling). */
+	for (uint32_t i = 0; i < n; i++) {
+		if (reasons[i] >= 0x80 || subs[i].share_name.len)
+			continue;
+		if (subs[i].retain_handling == 2 || (subs[i].retain_handling == 1 && existed[i]))
+			continue;
+		mqtt_session_send_retained(svc, mc->s, subs[i].topic_filter, subs[i].qos, sub_id,
+					   subs[i].retain_as_published);
+	}
+	mqtt_session_pump(svc, mc->s);
+	return 0;
+}
+
+static int on_unsubscribe(struct mconn *mc, const struct mqtt_subscribe *un)
+{
+	uint8_t reasons[MQTT_SUBSCRIBE_TOPICS_MAX];
+	struct mqtt_subscription e;
+	struct mqtt_topic_iter it;
+	uint32_t n = 0;
+
+	mqtt_topic_iter_init(&it, MQTT_UNSUBSCRIBE, un);
+	while (n < MQTT_SUBSCRIBE_TOPICS_MAX && mqtt_topic_next(&it, &e) == 1) {
+		int found = mqtt_session_unsubscribe(mc->svc, mc->s, e.filter);
+		reasons[n++] = found ? 0 : MQTT_RC_NO_SUBSCRIPTION_EXISTED;
+	}
+	struct mqtt_suback ua = { .packet_id = un->packet_id, .reasons = { reasons, n } };
+	mqtt_encode_suback(&mc->out, mc->version, MQTT_UNSUBACK, &ua);
+	send_packet(mc);
+	return 0;
+}
+
+static int handle_packet(struct mconn *mc, const uint8_t *p, size_t n)
+{
+	struct mqtt_packet pkt;
+	struct mqtt_err err = { 0 };
+	int rc = mqtt_decode(p, n, mc->connected ? mc->version : 0, MQTT_FROM_CLIENT, &pkt, &err);
+
+	if (rc) {
+		cfx_log_ratelimited(CFX_LOG_INFO, "mqtt: %s: %s; closing", mc->c->peer,
+				    err.desc ? err.desc : "malformed packet");
+		if (!mc->connected && err.version) {
+			mc->version = err.version == MQTT_V5 ? MQTT_V5 : MQTT_V311;
+			if (err.reason == MQTT_RC_UNSUPPORTED_PROTOCOL_VERSION ||
+			    err.reason == MQTT_RC_CLIENT_IDENTIFIER_NOT_VALID)
+				connack(mc, err.reason, 0, NULL);
+		} else {
+			mqtt_conn_kick(mc, err.reason ? err.reason : MQTT_RC_MALFORMED_PACKET);
+		}
+		cfx_conn_close(mc->c, "malformed MQTT packet");
+		return -1;
+	}
+	if (!mc->connected && pkt.type != MQTT_CONNECT) {
+		cfx_conn_close(mc->c, "MQTT packet before CONNECT");
+		return -1;
+	}
+	if (mc->connected && mc->s->conn != mc) { /* taken over by a newer connection */
+		mqtt_conn_kick(mc, MQTT_RC_SESSION_TAKEN_OVER);
+		return -1;
+	}
+	switch (pkt.type) {
+	case MQTT_CONNECT:
+		if (mc->connected) {
+			mqtt_conn_kick(mc, MQTT_RC_PROTOCOL_ERROR);
+			return -1;
+		}
+		return on_connect(mc, &pkt.connect);
+	case MQTT_PUBLISH:
+		return on_publish(mc, &pkt.publish);
+	case MQTT_PUBACK:
+	case MQTT_PUBREC:
+	case MQTT_PUBCOMP:
+		if (mqtt_session_acked(mc->svc, mc->s, pkt.type, pkt.ack.packet_id) == 0 &&
+		    pkt.type == MQTT_PUBREC)
+			mqtt_conn_send_pubrel(mc, pkt.ack.packet_id);
+		else if (pkt.type == MQTT_PUBREC) /* unknown id: release it anyway (4.3.3) */
+			send_ack(mc, MQTT_PUBREL, pkt.ack.packet_id,
+				 MQTT_RC_PACKET_IDENTIFIER_NOT_FOUND);
+		return 0;
+	case MQTT_PUBREL:
+		on_pubrel(mc, pkt.ack.packet_id);
+		return 0;
+	case MQTT_SUBSCRIBE:
+		return on_subscribe(mc, &pkt.subscribe);
+	case MQTT_UNSUBSCRIBE:
+		return on_unsubscribe(mc, &pkt.unsubscribe);
+	case MQTT_PINGREQ:
+		mqtt_encode_ping(&mc->out, MQTT_PINGRESP);
+		send_packet(mc);
+		return 0;
+	case MQTT_DISCONNECT:
+		mc->graceful = !(mc->version == MQTT_V5 &&
+				 pkt.disconnect.reason == MQTT_RC_DISCONNECT_WITH_WILL);
+		if (mc->version == MQTT_V5 &&
+		    (pkt.disconnect.props.present & MQTT_PROP_BIT(SESSION_EXPIRY_INTERVAL))) {
+			pthread_mutex_lock(&mc->s->mu);
+			mc->s->expiry_s = pkt.disconnect.props.session_expiry_s;
+			pthread_mutex_unlock(&mc->s->mu);
+		}
+		cfx_conn_close(mc->c, "client disconnected");
+		return -1;
+	case MQTT_AUTH:
+		mqtt_conn_kick(mc, MQTT_RC_BAD_AUTHENTICATION_METHOD);
+		return -1;
+	default:
+		mqtt_conn_kick(mc, MQTT_RC_PROTOCOL_ERROR);
+		return -1;
+	}
+}
+
+/* ------------------------------------------------------------------------
+ * The connection protocol
+ * ------------------------------------------------------------------------ */
+
+static int on_open(struct cfx_conn *c)
+{
+	struct mconn *mc = cfx_calloc(1, sizeof *mc);
+
+	mc->svc = cfx_listener_proto_arg(c->listener);
+	mc->c = c;
+	mc->last_rx_ms = cfx_loop_now_ms(c->loop);
+	cfx_writer_init(&mc->in, 1024);
+	cfx_writer_init(&mc->out, 256);
+	c->proto_data = mc;
+	return 0;
+}
+
+static int on_read(struct cfx_conn *c, const uint8_t *p, size_t n)
+{
+	struct mconn *mc = c->proto_data;
+	size_t pos = 0;
+
+	mc->last_rx_ms = cfx_loop_now_ms(c->loop);
+	cfx_write_bytes(&mc->in, p, n);
+	while (pos < mc->in.len) {
+		size_t frame;
+		int rc = mqtt_frame_check(mc->in.p + pos, mc->in.len - pos,
+					  mc->connected ? mc->svc->o.packet_bytes_max
+							: MQTT_CONNECT_BYTES_MAX,
+					  &frame);
+		if (rc == CFX_NEED_MORE)
+			break;
+		if (rc) {
+			mqtt_conn_kick(mc, rc == CFX_E2BIG ? MQTT_RC_PACKET_TOO_LARGE
+							 : MQTT_RC_MALFORMED_PACKET);
+			return -1;
+		}
+		if (handle_packet(mc, mc->in.p + pos, frame))
+			return -1;
+		pos += frame;
+	}
+	memmove(mc->in.p, mc->in.p + pos, mc->in.len - pos);
+	mc->in.len -= pos;
+	return 0;
+}
+
+static void on_drain(struct cfx_conn *c)
+{
+	struct mconn *mc = c->proto_data;
+
+	if (mc && mc->s && mc->connected)
+		mqtt_session_pump(mc->svc, mc->s);
+}
+
+static void on_close(struct cfx_conn *c)
+{
+	struct mconn *mc = c->proto_data;
+
+	if (!mc)
+		return;
+	cfx_timer_stop(c->loop, &mc->ka_timer);
+	if (mc->has_will && !mc->graceful && mc->s && mc->s->conn == mc) {
+		struct cfx_reader rd = cfx_reader_make(mc->will.p, mc->will.len);
+		uint32_t tl = cfx_read_le32(&rd);
+		const uint8_t *t = cfx_read_bytes(&rd, tl, "will topic");
+		struct cfx_view topic = { t, tl };
+		struct cfx_view payload = { mc->will.p + 4 + tl, mc->will.len - 4 - tl };
+		if (!rd.err)
+			publish(mc, topic, payload, mc->will_qos, mc->will_retain, NULL, 0, 0);
+	}
+	/* Appends still out become orphans, freed by their completion. */
+	while (mc->head) {
+		struct pub_slot *sl = mc->head;
+		mc->head = sl->next;
+		if (sl->done)
+			cfx_free(sl);
+		else
+			sl->mc = NULL;
+	}
+	if (mc->s)
+		mqtt_session_detach(mc->svc, mc->s, mc);
+	for (int i = 0; i <= TOPIC_ALIASES_MAX; i++)
+		cfx_free(mc->aliases[i]);
+	if (mc->has_will)
+		cfx_writer_free(&mc->will);
+	cfx_writer_free(&mc->in);
+	cfx_writer_free(&mc->out);
+	cfx_free(mc);
+	c->proto_data = NULL;
+}
+
+static int is_busy(struct cfx_conn *c)
+{
+	CFX_UNUSED(c);
+	return 1; /* idle MQTT connections stay: keep alive decides */
+}
+
+const struct cfx_conn_proto mqtt_conn_proto = {
+	.name = "mqtt",
+	.on_open = on_open,
+	.on_read = on_read,
+	.on_drain = on_drain,
+	.on_close = on_close,
+	.is_busy = is_busy,
+};
