@@ -46,6 +46,9 @@ static void add_target(void *arg, const struct mqtt_sub *sub, int shared)
 	struct target *t = NULL;
 
 	CFX_UNUSED(shared);
+	if (sub->no_local && ts->m->publisher.len == strlen(s->client_id) &&
+	    !memcmp(ts->m->publisher.p, s->client_id, ts->m->publisher.len))
+		return; /* its own message, and it asked not to get those back */
 	/* A session with several matching subscriptions is one target: the
 	 * mark is the fan-out thread's own field, so no search is needed. */
 	if (s->fo_serial == ts->serial && s->fo_idx < ts->n && ts->v[s->fo_idx].s == s)

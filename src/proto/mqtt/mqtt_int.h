@@ -23,6 +23,7 @@
 #define MQTT_PROP_RESPONSE_TOPIC "MQTT_RESPONSE_TOPIC"
 #define MQTT_PROP_CORRELATION "MQTT_CORRELATION_DATA"
 #define MQTT_PROP_PAYLOAD_FORMAT "MQTT_PAYLOAD_FORMAT"
+#define MQTT_PROP_CLIENT_ID "MQTT_CLIENT_ID" /* the publisher (no local) */
 
 #define MQTT_SUB_IDS_PER_DELIVERY 8 /* subscription ids carried per message */
 #define MQTT_MSG_USER_PROPS_MAX 64
@@ -30,7 +31,7 @@
 /* A stored message as the fan-out read it, shared by its deliveries. */
 struct mmsg {
 	atomic_uint refs;
-	struct cfx_view topic, payload, content_type, response_topic, correlation;
+	struct cfx_view topic, payload, content_type, response_topic, correlation, publisher;
 	struct mqtt_user_prop *user; /* in buf */
 	uint32_t nuser;
 	uint8_t qos, retain, has_format, format;

@@ -317,6 +317,8 @@ static int publish(struct mconn *mc, struct cfx_view topic, struct cfx_view payl
 
 	add_prop(props, &n, MQTT_PROP_TOPIC, topic);
 	add_prop(props, &n, MQTT_PROP_QOS, CFX_VIEW_STR(qs));
+	if (mc->s)
+		add_prop(props, &n, MQTT_PROP_CLIENT_ID, CFX_VIEW_STR(mc->s->client_id));
 	if (retain)
 		add_prop(props, &n, MQTT_PROP_RETAIN, CFX_VIEW_STR("1"));
 	if (pp && mc->version == MQTT_V5) {

@@ -80,7 +80,7 @@ static struct cfx_view keep(uint8_t **at, struct cfx_view v)
 
 struct mmsg *mmsg_of_view(const struct cfx_msg_view *v, uint32_t queue)
 {
-	struct cfx_view topic = { 0 }, ct = { 0 }, rt = { 0 }, corr = { 0 };
+	struct cfx_view topic = { 0 }, ct = { 0 }, rt = { 0 }, corr = { 0 }, from = { 0 };
 	size_t cursor = 0, bytes;
 	struct cfx_prop p;
 	struct mmsg *m;
@@ -103,6 +103,8 @@ struct mmsg *mmsg_of_view(const struct cfx_msg_view *v, uint32_t queue)
 			rt = p.value;
 		else if (prop_is(&p, MQTT_PROP_CORRELATION))
 			corr = p.value;
+		else if (prop_is(&p, MQTT_PROP_CLIENT_ID))
+			from = p.value;
 		else if (prop_is(&p, MQTT_PROP_PAYLOAD_FORMAT)) {
 			has_format = 1;
 			format = (uint8_t)(prop_u32(p.value) ? 1 : 0);
@@ -132,6 +134,7 @@ struct mmsg *mmsg_of_view(const struct cfx_msg_view *v, uint32_t queue)
 	m->content_type = keep(&at, ct);
 	m->response_topic = keep(&at, rt);
 	m->correlation = keep(&at, corr);
+	m->publisher = keep(&at, from);
 	cursor = 0;
 	while (cfx_msg_view_next_prop(v, &cursor, &p) == 1 && nuser < MQTT_MSG_USER_PROPS_MAX) {
 		if ((p.name.len >= 5 && !memcmp(p.name.p, "MQTT_", 5)) ||
