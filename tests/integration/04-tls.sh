@@ -28,9 +28,12 @@ mkcert client "conflux client"
 
 start() { # extra args...
 	: >"$T/log"
-	"$BUILD/confluxd" --data-dir "$T/data" --grpc-listen 127.0.0.1:0 --kafka-listen off --mqtt-listen off --http-listen 127.0.0.1:0 \
+	"$BUILD/confluxd" --data-dir "$T/data" --grpc-listen 127.0.0.1:0 --http-listen 127.0.0.1:0 \
+		--kafka-listen 127.0.0.1:0 --mqtt-listen 127.0.0.1:0 \
 		--grpc.tls_cert "$T/server.pem" --grpc.tls_key "$T/server.key" \
-		--http.tls_cert "$T/server.pem" --http.tls_key "$T/server.key" "$@" \
+		--http.tls_cert "$T/server.pem" --http.tls_key "$T/server.key" \
+		--kafka.tls_cert "$T/server.pem" --kafka.tls_key "$T/server.key" \
+		--mqtt.tls_cert "$T/server.pem" --mqtt.tls_key "$T/server.key" "$@" \
 		>"$T/log" 2>&1 &
 	PID=$!
 	i=0
@@ -42,7 +45,10 @@ start() { # extra args...
 	done
 	GRPC=$(sed -n 's/.*gRPC API is on \(.*\)$/\1/p' "$T/log" | head -1)
 	HTTP=$(sed -n 's/.*admin API and \/metrics are on \(.*\)$/\1/p' "$T/log" | head -1)
-	[ -n "$GRPC" ] && [ -n "$HTTP" ] || fail "listener addresses not logged"
+	KAFKA=$(sed -n 's/.*the Kafka protocol is on \(.*\)$/\1/p' "$T/log" | head -1)
+	MQTT=$(sed -n 's/.*MQTT 3.1.1 and 5.0 are on \(.*\)$/\1/p' "$T/log" | head -1)
+	[ -n "$GRPC" ] && [ -n "$HTTP" ] && [ -n "$KAFKA" ] && [ -n "$MQTT" ] ||
+		fail "listener addresses not logged"
 }
 
 stop() {
@@ -61,6 +67,24 @@ echo "$out" | grep -q "ALPN protocol: h2" || fail "no ALPN h2: $out"
 echo "$out" | grep -q "Verify return code: 0" || fail "certificate not verified"
 # Plaintext on a TLS port gets no HTTP answer.
 curl -s --max-time 5 "http://$HTTP/v1/status" | grep -q broker && fail "plaintext answered"
+# MQTT over TLS: a publish reaches a subscriber; plaintext gets nowhere.
+MP="-h 127.0.0.1 -p ${MQTT##*:} --cafile ca.pem"
+command -v mosquitto_sub >/dev/null || fail "mosquitto_sub is required (tools/install-deps.sh)"
+timeout 10 mosquitto_sub $MP -t tls/t -C 1 >mq.out 2>&1 &
+SUB=$!
+sleep 0.5
+timeout 10 mosquitto_pub $MP -t tls/t -m secret -q 1 || fail "mosquitto_pub over TLS"
+wait $SUB
+[ "$(cat mq.out)" = "secret" ] || fail "MQTT over TLS: $(cat mq.out)"
+timeout 5 mosquitto_pub -h 127.0.0.1 -p ${MQTT##*:} -t tls/t -m plain -q 1 2>/dev/null &&
+	fail "plaintext MQTT accepted on a TLS port"
+# Kafka over TLS: produce and consume with kcat (hostname verified: the SAN is 127.0.0.1).
+command -v kcat >/dev/null || fail "kcat is required (tools/install-deps.sh)"
+KS="-b $KAFKA -X security.protocol=ssl -X ssl.ca.location=ca.pem"
+echo "over tls" | timeout 20 kcat $KS -t tlstopic -P || fail "kcat produce over TLS"
+[ "$(timeout 20 kcat $KS -t tlstopic -C -o beginning -e -q)" = "over tls" ] ||
+	fail "kcat consume over TLS"
+timeout 10 kcat -b "$KAFKA" -L -m 3 >/dev/null 2>&1 && fail "plaintext Kafka accepted on a TLS port"
 
 # A new certificate, re-read on SIGHUP: new connections see it.
 mkcert server "conflux server two"

@@ -216,7 +216,7 @@ static void tls_reload(const char *name, struct cfx_tls_ctx *ctx, const char *ce
 
 int main(int argc, char **argv)
 {
-	struct cfx_tls_ctx *grpc_tls = NULL, *http_tls = NULL;
+	struct cfx_tls_ctx *grpc_tls = NULL, *http_tls = NULL, *kafka_tls = NULL, *mqtt_tls = NULL;
 	struct cfx_settings s;
 	struct cfx_broker_opts bo;
 	struct cfx_store_recovery rec;
@@ -300,6 +300,12 @@ int main(int argc, char **argv)
 	nthreads = s.net_threads ? (int)s.net_threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
 	rc = tls_for("grpc", s.grpc_tls_cert, s.grpc_tls_key, s.grpc_tls_client_ca, "h2", &grpc_tls);
 	if (!rc)
+		rc = tls_for("kafka", s.kafka_tls_cert, s.kafka_tls_key, s.kafka_tls_client_ca, NULL,
+			     &kafka_tls);
+	if (!rc)
+		rc = tls_for("mqtt", s.mqtt_tls_cert, s.mqtt_tls_key, s.mqtt_tls_client_ca, NULL,
+			     &mqtt_tls);
+	if (!rc)
 		rc = tls_for("http", s.http_tls_cert, s.http_tls_key, s.http_tls_client_ca,
 			     "http/1.1", &http_tls);
 	if (!rc)
@@ -365,6 +371,7 @@ int main(int argc, char **argv)
 						.addr = s.kafka_listen,
 						.proto = &kafka_conn_proto,
 						.proto_arg = kafka,
+						.tls = kafka_tls,
 						.conn_max = (uint32_t)s.grpc_connections_max,
 						.idle_ms = s.idle_timeout_ms };
 		rc = cfx_server_listen(srv, &lo, &port);
@@ -391,6 +398,7 @@ int main(int argc, char **argv)
 							.addr = s.mqtt_listen,
 							.proto = &mqtt_conn_proto,
 							.proto_arg = mqtt,
+							.tls = mqtt_tls,
 							.conn_max = (uint32_t)s.mqtt_connections_max };
 			rc = cfx_server_listen(srv, &lo, &port);
 		}
@@ -414,6 +422,8 @@ int main(int argc, char **argv)
 		cfx_server_free(srv);
 		cfx_tls_ctx_free(grpc_tls);
 		cfx_tls_ctx_free(http_tls);
+		cfx_tls_ctx_free(kafka_tls);
+		cfx_tls_ctx_free(mqtt_tls);
 		admin_service_free(admin);
 		rmq_service_free(rmq);
 		kafka_service_free(kafka);
@@ -436,6 +446,10 @@ int main(int argc, char **argv)
 					   fresh.grpc_tls_client_ca, "h2");
 				tls_reload("http", http_tls, fresh.http_tls_cert, fresh.http_tls_key,
 					   fresh.http_tls_client_ca, "http/1.1");
+				tls_reload("kafka", kafka_tls, fresh.kafka_tls_cert, fresh.kafka_tls_key,
+					   fresh.kafka_tls_client_ca, NULL);
+				tls_reload("mqtt", mqtt_tls, fresh.mqtt_tls_cert, fresh.mqtt_tls_key,
+					   fresh.mqtt_tls_client_ca, NULL);
 				cfx_log_info("SIGHUP: settings reloaded (log.level = %s)",
 					     cfx_conf_find(cfx_settings_table, cfx_settings_count, "log.level")
 						     ->enum_names[fresh.log_level]);
@@ -457,6 +471,8 @@ int main(int argc, char **argv)
 	cfx_server_free(srv);
 	cfx_tls_ctx_free(grpc_tls);
 	cfx_tls_ctx_free(http_tls);
+	cfx_tls_ctx_free(kafka_tls);
+	cfx_tls_ctx_free(mqtt_tls);
 	admin_service_free(admin);
 	rmq_service_free(rmq);
 	kafka_service_free(kafka);

@@ -36,6 +36,8 @@ struct cfx_settings {
 	char *kafka_advertised;
 	int64_t kafka_group_delay_ms;
 	char *mqtt_listen;
+	char *kafka_tls_cert, *kafka_tls_key, *kafka_tls_client_ca;
+	char *mqtt_tls_cert, *mqtt_tls_key, *mqtt_tls_client_ca;
 	char *mqtt_topic;
 	int64_t mqtt_session_queue_max;
 	int64_t mqtt_connections_max;
