@@ -145,6 +145,13 @@ printf 'hello from kafka\n' | $KC -t mqtt -P -H MQTT_TOPIC=from/kafka || fail "k
 wait $SUBPID
 [ "$(lines kx)" = "from/kafka hello from kafka" ] || fail "Kafka record over MQTT: $(lines kx)"
 
+# The MQTT metrics.
+HTTP=$(sed -n 's/.*the admin API and \/metrics are on \([0-9.]*:[0-9]*\).*/\1/p' "$T/log")
+curl -sf "http://$HTTP/metrics" >"$T/metrics.out" || fail "GET /metrics"
+grep -q '^conflux_mqtt_published_total [1-9]' "$T/metrics.out" || fail "no published count"
+grep -q '^conflux_mqtt_delivered_total [1-9]' "$T/metrics.out" || fail "no delivered count"
+grep -q '^conflux_light_queues [1-9]' "$T/metrics.out" || fail "no light queues"
+
 kill -TERM $PID && wait $PID || fail "confluxd did not exit cleanly"
 PID=
 echo "08-mqtt: OK"

@@ -412,8 +412,10 @@ int main(int argc, char **argv)
 		admin_service_set_listener(admin, "http", http_addr);
 		if (kafka_addr[0])
 			admin_service_set_listener(admin, "kafka", kafka_addr);
-		if (mqtt_addr[0])
+		if (mqtt_addr[0]) {
 			admin_service_set_listener(admin, "mqtt", mqtt_addr);
+			admin_service_add_metrics(admin, mqtt_service_metrics, mqtt);
+		}
 	}
 	if (!rc)
 		rc = cfx_server_start(srv);

@@ -1652,6 +1652,14 @@ void admin_service_free(struct admin_service *svc)
 	cfx_free(svc);
 }
 
+void admin_service_add_metrics(struct admin_service *svc, admin_metrics_fn fn, void *arg)
+{
+	CFX_ASSERT(svc->nmetrics < ADMIN_METRICS_MAX);
+	svc->metrics[svc->nmetrics].fn = fn;
+	svc->metrics[svc->nmetrics].arg = arg;
+	svc->nmetrics++;
+}
+
 void admin_service_set_listener(struct admin_service *svc, const char *name, const char *addr)
 {
 	struct admin_listener *l = NULL;

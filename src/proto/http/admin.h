@@ -36,8 +36,17 @@ struct admin_listener {
 	char addr[ADMIN_ADDR_MAX]; /* bound "host:port"; "" = not listening */
 };
 
+/* A front end's own metrics, appended to /metrics (Prometheus text). */
+typedef void (*admin_metrics_fn)(void *arg, struct cfx_writer *out);
+#define ADMIN_METRICS_MAX 4
+
 struct admin_service {
 	struct admin_opts o;	   /* strings point into the fields below */
+	struct {
+		admin_metrics_fn fn;
+		void *arg;
+	} metrics[ADMIN_METRICS_MAX];
+	uint32_t nmetrics;
 	char version[32];
 	char broker_name[128];
 	struct http_service http;  /* the listener's proto_arg: &svc->http */
@@ -77,6 +86,10 @@ void admin_service_free(struct admin_service *svc);
  * @thread main, before the server starts
  */
 void admin_service_set_listener(struct admin_service *svc, const char *name, const char *addr);
+
+/* Adds a front end's metrics to /metrics; fn runs on a network loop while
+ * the service lives. @thread main, before the server starts */
+void admin_service_add_metrics(struct admin_service *svc, admin_metrics_fn fn, void *arg);
 
 /* ------------------------------------------------------------------------
  * Shared by admin.c and metrics.c

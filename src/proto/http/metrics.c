@@ -366,6 +366,8 @@ void metrics_render(struct admin_service *svc, struct cfx_writer *out)
 	render_groups(br, &topics, &groups, out);
 	render_store(br, out);
 	render_messaging(br, out);
+	for (uint32_t i = 0; i < svc->nmetrics; i++)
+		svc->metrics[i].fn(svc->metrics[i].arg, out);
 	names_free(&topics);
 	names_free(&groups);
 }

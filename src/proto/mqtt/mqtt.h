@@ -13,6 +13,7 @@
 
 #include <stdint.h>
 
+#include "base/buf.h"
 #include "broker/broker.h"
 #include "net/conn.h"
 
@@ -37,6 +38,9 @@ int mqtt_service_new(struct cfx_broker *br, const char *dir, const struct mqtt_o
 /* Stops the fan-out and tick threads: after the loops stop, before they are freed. */
 void mqtt_service_stop(struct mqtt_service *svc);
 void mqtt_service_free(struct mqtt_service *svc);
+
+/* Appends the MQTT metrics (Prometheus text, docs/metrics.md). @thread any */
+void mqtt_service_metrics(void *svc, struct cfx_writer *out);
 
 extern const struct cfx_conn_proto mqtt_conn_proto;
 

@@ -133,6 +133,46 @@ fail:
 	return rc ? rc : CFX_EIO;
 }
 
+static void metric(struct cfx_writer *out, const char *name, const char *type, const char *help,
+		   uint64_t v)
+{
+	char line[512];
+	int n = snprintf(line, sizeof line, "# HELP %s %s\n# TYPE %s %s\n%s %" PRIu64 "\n", name,
+			 help, name, type, name, v);
+	if (n > 0)
+		cfx_write_bytes(out, line, CFX_MIN((size_t)n, sizeof line - 1));
+}
+
+void mqtt_service_metrics(void *arg, struct cfx_writer *out)
+{
+	struct mqtt_service *svc = arg;
+	struct cfx_lq_stats ls;
+	uint32_t sessions;
+
+	pthread_mutex_lock(&svc->mu);
+	sessions = svc->nsessions;
+	pthread_mutex_unlock(&svc->mu);
+	cfx_lq_stats(svc->lqs, &ls);
+	metric(out, "conflux_mqtt_sessions", "gauge", "MQTT sessions (connected and persistent).",
+	       sessions);
+	metric(out, "conflux_mqtt_subscriptions", "gauge", "MQTT subscriptions in the topic tree.",
+	       mqtt_tree_count(svc->tree));
+	metric(out, "conflux_mqtt_subscription_tree_bytes", "gauge",
+	       "Memory of the MQTT subscription tree.", mqtt_tree_memory(svc->tree));
+	metric(out, "conflux_mqtt_published_total", "counter",
+	       "MQTT PUBLISH packets (and wills) stored.", atomic_load(&svc->published));
+	metric(out, "conflux_mqtt_delivered_total", "counter", "Messages sent to MQTT clients.",
+	       atomic_load(&svc->delivered));
+	metric(out, "conflux_mqtt_dropped_total", "counter",
+	       "Messages dropped for full session queues.", atomic_load(&svc->dropped));
+	metric(out, "conflux_light_queues", "gauge",
+	       "Light queues (persistent sessions, retained topics).", ls.queues);
+	metric(out, "conflux_light_queue_entries", "gauge",
+	       "Entries waiting in light queues.", ls.entries);
+	metric(out, "conflux_light_queue_memory_bytes", "gauge",
+	       "Memory of the light queues' in-memory state.", ls.bytes);
+}
+
 void mqtt_service_stop(struct mqtt_service *svc)
 {
 	if (svc)
