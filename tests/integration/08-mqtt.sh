@@ -135,6 +135,22 @@ until [ "$(lines w)" = "will/t gone" ]; do
 done
 wait $SUBPID
 
+# MQTT 5 will delay: the will waits (with its properties), and a session that
+# resumes in time cancels it.
+sub_bg wd -V 5 -t 'wd/#' -F '%t|%p|%P' -C 1 -W 15
+mosquitto_sub $M -V 5 -i delayed -c -x 60 -t none --will-topic wd/late --will-payload late \
+	--will-qos 1 -D will will-delay-interval 1 -D will user-property wk wv >/dev/null 2>&1 &
+dier=$!
+mosquitto_sub $M -V 5 -i resumed -c -x 60 -t none --will-topic wd/cancelled \
+	--will-payload no --will-qos 1 -D will will-delay-interval 2 >/dev/null 2>&1 &
+dier2=$!
+sleep 0.5
+kill -9 $dier $dier2
+wait $dier $dier2 2>/dev/null
+$SUB -V 5 -i resumed -c -x 60 -t none -W 1 >/dev/null 2>&1 # back within the delay
+wait $SUBPID
+[ "$(lines wd)" = "wd/late|late|wk:wv" ] || fail "will delay: $(lines wd)"
+
 # Across protocols: MQTT messages are records of the topic "mqtt".
 KC="timeout 30 kcat -b $KAFKA"
 $KC -t mqtt -C -o beginning -e -q -f '%h|%s\n' >"$T/k.out" 2>"$T/k.err" || fail "kcat consume"

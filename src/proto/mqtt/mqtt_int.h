@@ -69,6 +69,23 @@ struct inflight {
 	uint64_t lq_seq;    /* its light-queue entry, 0 if none */
 };
 
+/* A last will, copied out of its CONNECT: sent when the connection ends
+ * badly, at once or after its will delay (MQTT 5) unless the session
+ * resumes first. */
+struct mwill {
+	struct cfx_view topic, payload;
+	struct mqtt_props props; /* views into buf (MQTT 5 will properties) */
+	uint8_t qos, retain, version;
+	uint32_t delay_s;
+	int64_t due_ms;		 /* monotonic, while it waits */
+	uint8_t *buf;
+};
+
+struct mwill *mqtt_will_new(const struct mqtt_connect *cn);
+void mqtt_will_free(struct mwill *w);
+/* Stores the will (no acknowledgement to anyone); frees it. @thread any */
+void mqtt_will_send(struct mqtt_service *svc, struct mwill *w, const char *client_id);
+
 struct mconn;
 
 struct msession {
@@ -100,6 +117,7 @@ struct msession {
 	uint16_t *qos2_in;	/* inbound QoS 2 packet ids until PUBREL */
 	uint32_t nqos2, capqos2;
 	uint64_t dropped;
+	struct mwill *will;	/* a delayed will waiting to be sent */
 	/* the fan-out thread's own: the message it last added this session for */
 	uint64_t fo_serial;
 	uint32_t fo_idx;

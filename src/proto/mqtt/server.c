@@ -56,11 +56,7 @@ struct mconn {
 	struct pub_slot *head, *tail;
 	uint32_t pending;
 	char *aliases[TOPIC_ALIASES_MAX + 1]; /* inbound topic aliases, 1-based */
-	/* the will, as one PUBLISH to send if the connection ends badly */
-	int has_will;
-	struct cfx_writer will; /* encoded: topic, payload, props as store properties */
-	uint8_t will_qos, will_retain;
-	uint32_t will_props;
+	struct mwill *will; /* sent if the connection ends badly */
 };
 
 /* ------------------------------------------------------------------------
@@ -346,22 +342,30 @@ static void add_prop(struct cfx_prop *props, uint32_t *n, const char *name, stru
 	props[(*n)++] = (struct cfx_prop){ CFX_VIEW_STR(name), v };
 }
 
-/* Stores a PUBLISH (or a will); ack_type is sent once it is stored. */
-static int publish(struct mconn *mc, struct cfx_view topic, struct cfx_view payload, uint8_t qos,
-		   uint8_t retain, const struct mqtt_props *pp, int ack_type, uint16_t pid)
-{
-	struct mqtt_service *svc = mc->svc;
-	struct cfx_prop props[PUB_PROPS_MAX];
-	uint32_t n = 0;
-	char qs[2] = { (char)('0' + qos), 0 }, ttl[24], fmt[2];
+/* Scratch for the store properties of one message. */
+struct pub_props {
+	struct cfx_prop v[PUB_PROPS_MAX];
+	uint32_t n;
+	char qs[2], ttl[24], fmt[2];
+};
 
+/* The store properties of an MQTT message (docs/mqtt.md); views borrowed. */
+static void build_props(struct pub_props *pb, struct cfx_view topic, uint8_t qos, uint8_t retain,
+			const char *client_id, const struct mqtt_props *pp, int version)
+{
+	struct cfx_prop *props = pb->v;
+	uint32_t n = 0;
+	char *qs = pb->qs, *ttl = pb->ttl, *fmt = pb->fmt;
+
+	qs[0] = (char)('0' + qos);
+	qs[1] = 0;
 	add_prop(props, &n, MQTT_PROP_TOPIC, topic);
 	add_prop(props, &n, MQTT_PROP_QOS, CFX_VIEW_STR(qs));
-	if (mc->s)
-		add_prop(props, &n, MQTT_PROP_CLIENT_ID, CFX_VIEW_STR(mc->s->client_id));
+	if (client_id)
+		add_prop(props, &n, MQTT_PROP_CLIENT_ID, CFX_VIEW_STR(client_id));
 	if (retain)
 		add_prop(props, &n, MQTT_PROP_RETAIN, CFX_VIEW_STR("1"));
-	if (pp && mc->version == MQTT_V5) {
+	if (pp && version == MQTT_V5) {
 		if (pp->present & MQTT_PROP_BIT(CONTENT_TYPE))
 			add_prop(props, &n, MQTT_PROP_CONTENT_TYPE, pp->content_type);
 		if (pp->present & MQTT_PROP_BIT(RESPONSE_TOPIC))
@@ -374,7 +378,7 @@ static int publish(struct mconn *mc, struct cfx_view topic, struct cfx_view payl
 			add_prop(props, &n, MQTT_PROP_PAYLOAD_FORMAT, CFX_VIEW_STR(fmt));
 		}
 		if (pp->present & MQTT_PROP_BIT(MESSAGE_EXPIRY_INTERVAL)) {
-			snprintf(ttl, sizeof ttl, "%" PRIu64, (uint64_t)pp->message_expiry_s * 1000);
+			snprintf(ttl, sizeof pb->ttl, "%" PRIu64, (uint64_t)pp->message_expiry_s * 1000);
 			add_prop(props, &n, CFX_PROP_TTL_MS, CFX_VIEW_STR(ttl));
 		}
 		struct mqtt_prop_iter it;
@@ -388,9 +392,20 @@ static int publish(struct mconn *mc, struct cfx_view topic, struct cfx_view payl
 			      (up.name.len == 4 && !memcmp(up.name.p, "FLAG", 4))))
 				props[n++] = (struct cfx_prop){ up.name, up.value };
 	}
+	pb->n = n;
+}
+
+/* Stores a PUBLISH; ack_type is sent once it is stored. */
+static int publish(struct mconn *mc, struct cfx_view topic, struct cfx_view payload, uint8_t qos,
+		   uint8_t retain, const struct mqtt_props *pp, int ack_type, uint16_t pid)
+{
+	struct mqtt_service *svc = mc->svc;
+	struct pub_props pb;
+
+	build_props(&pb, topic, qos, retain, mc->s ? mc->s->client_id : NULL, pp, mc->version);
 	struct cfx_send_msg sm = {
 		.m = { .key_null = 1, .body = payload, .born_ms = cfx_clock_wall_ms(),
-		       .props = props, .prop_count = n },
+		       .props = pb.v, .prop_count = pb.n },
 		.type = CFX_MSG_FIFO,
 		.group = topic, /* one MQTT topic, one queue: its order is kept */
 	};
@@ -422,6 +437,104 @@ static int publish(struct mconn *mc, struct cfx_view topic, struct cfx_view payl
 		slots_flush(mc);
 	}
 	return 0;
+}
+
+/* ------------------------------------------------------------------------
+ * Wills
+ * ------------------------------------------------------------------------ */
+
+static struct cfx_view rebase(struct cfx_view v, const uint8_t *from, size_t len, uint8_t *to)
+{
+	if (!v.len || v.p < from || v.p + v.len > from + len)
+		return (struct cfx_view){ 0 };
+	return (struct cfx_view){ to + (v.p - from), v.len };
+}
+
+struct mwill *mqtt_will_new(const struct mqtt_connect *cn)
+{
+	const struct mqtt_will *w = &cn->will;
+	struct mwill *mw = cfx_calloc(1, sizeof *mw);
+	size_t rl = w->props.raw.len;
+	uint8_t *at;
+
+	mw->buf = cfx_malloc(w->topic.len + w->payload.len + rl + 1);
+	at = mw->buf;
+	memcpy(at, w->topic.p, w->topic.len);
+	mw->topic = (struct cfx_view){ at, w->topic.len };
+	at += w->topic.len;
+	if (w->payload.len)
+		memcpy(at, w->payload.p, w->payload.len);
+	mw->payload = (struct cfx_view){ at, w->payload.len };
+	at += w->payload.len;
+	mw->props = w->props;
+	if (rl) {
+		/* The properties' views point into their raw bytes: move them along. */
+		memcpy(at, w->props.raw.p, rl);
+		const uint8_t *from = w->props.raw.p;
+		mw->props.raw = (struct cfx_view){ at, rl };
+		mw->props.content_type = rebase(w->props.content_type, from, rl, at);
+		mw->props.response_topic = rebase(w->props.response_topic, from, rl, at);
+		mw->props.correlation_data = rebase(w->props.correlation_data, from, rl, at);
+	}
+	mw->props.user_props = NULL; /* iterated from raw */
+	mw->props.sub_ids = NULL;
+	mw->qos = w->qos;
+	mw->retain = w->retain;
+	mw->version = cn->version;
+	if (cn->version == MQTT_V5 && (w->props.present & MQTT_PROP_BIT(WILL_DELAY_INTERVAL)))
+		mw->delay_s = w->props.will_delay_s;
+	return mw;
+}
+
+void mqtt_will_free(struct mwill *w)
+{
+	if (!w)
+		return;
+	cfx_free(w->buf);
+	cfx_free(w);
+}
+
+struct will_sent {
+	struct mqtt_service *svc;
+	char *topic;
+	uint8_t qos, retain, empty;
+};
+
+static void will_stored(void *arg, const struct cfx_send_result *res, uint32_t n)
+{
+	struct will_sent *ws = arg;
+
+	if (n && !res[0].err && ws->retain)
+		mqtt_retain_update(ws->svc, CFX_VIEW_STR(ws->topic), ws->qos, ws->empty, res[0].queue,
+				   res[0].offset);
+	cfx_free(ws->topic);
+	cfx_free(ws);
+}
+
+void mqtt_will_send(struct mqtt_service *svc, struct mwill *w, const char *client_id)
+{
+	struct pub_props pb;
+	struct will_sent *ws = cfx_calloc(1, sizeof *ws);
+
+	build_props(&pb, w->topic, w->qos, w->retain, client_id, &w->props, w->version);
+	struct cfx_send_msg sm = {
+		.m = { .key_null = 1, .body = w->payload, .born_ms = cfx_clock_wall_ms(),
+		       .props = pb.v, .prop_count = pb.n },
+		.type = CFX_MSG_FIFO,
+		.group = w->topic,
+	};
+	ws->svc = svc;
+	ws->topic = cfx_strndup((const char *)w->topic.p, w->topic.len);
+	ws->qos = w->qos;
+	ws->retain = w->retain;
+	ws->empty = w->payload.len == 0;
+	atomic_fetch_add(&svc->published, 1);
+	if (cfx_broker_send(svc->br, CFX_VIEW_STR(svc->topic), &sm, 1, svc->o.durability,
+			    will_stored, ws)) {
+		cfx_free(ws->topic);
+		cfx_free(ws);
+	}
+	mqtt_will_free(w);
 }
 
 /* ------------------------------------------------------------------------
@@ -510,15 +623,8 @@ static int on_connect(struct mconn *mc, const struct mqtt_connect *cn)
 			out.server_keep_alive_s = mc->keep_alive_s;
 		}
 	}
-	if (cn->has_will) {
-		mc->has_will = 1;
-		mc->will_qos = cn->will.qos;
-		mc->will_retain = cn->will.retain;
-		cfx_writer_init(&mc->will, cn->will.topic.len + cn->will.payload.len + 16);
-		cfx_write_le32(&mc->will, (uint32_t)cn->will.topic.len);
-		cfx_write_bytes(&mc->will, cn->will.topic.p, cn->will.topic.len);
-		cfx_write_bytes(&mc->will, cn->will.payload.p, cn->will.payload.len);
-	}
+	if (cn->has_will)
+		mc->will = mqtt_will_new(cn);
 	mc->s = mqtt_session_attach(svc, id, cn->clean_start, expiry, mc->version, mc,
 				    cfx_conn_handle_get(mc->c), mc->c->loop, &present, &old_h,
 				    &old_loop);
@@ -812,14 +918,22 @@ static void on_close(struct cfx_conn *c)
 	if (!mc)
 		return;
 	cfx_timer_stop(c->loop, &mc->ka_timer);
-	if (mc->has_will && !mc->graceful && mc->s && mc->s->conn == mc) {
-		struct cfx_reader rd = cfx_reader_make(mc->will.p, mc->will.len);
-		uint32_t tl = cfx_read_le32(&rd);
-		const uint8_t *t = cfx_read_bytes(&rd, tl, "will topic");
-		struct cfx_view topic = { t, tl };
-		struct cfx_view payload = { mc->will.p + 4 + tl, mc->will.len - 4 - tl };
-		if (!rd.err)
-			publish(mc, topic, payload, mc->will_qos, mc->will_retain, NULL, 0, 0);
+	if (mc->will && !mc->graceful && mc->s && mc->s->conn == mc) {
+		struct msession *s = mc->s;
+		pthread_mutex_lock(&s->mu);
+		if (mc->will->delay_s && s->persistent && s->expiry_s) {
+			/* MQTT 5 will delay: it waits, unless the session resumes first. */
+			mqtt_will_free(s->will);
+			uint32_t d = CFX_MIN(mc->will->delay_s, s->expiry_s);
+			mc->will->due_ms = cfx_clock_mono_ms() + (int64_t)d * 1000;
+			s->will = mc->will;
+			mc->will = NULL;
+		}
+		pthread_mutex_unlock(&s->mu);
+		if (mc->will) {
+			mqtt_will_send(mc->svc, mc->will, s->client_id);
+			mc->will = NULL;
+		}
 	}
 	/* Appends still out become orphans, freed by their completion. */
 	while (mc->head) {
@@ -834,8 +948,7 @@ static void on_close(struct cfx_conn *c)
 		mqtt_session_detach(mc->svc, mc->s, mc);
 	for (int i = 0; i <= TOPIC_ALIASES_MAX; i++)
 		cfx_free(mc->aliases[i]);
-	if (mc->has_will)
-		cfx_writer_free(&mc->will);
+	mqtt_will_free(mc->will);
 	cfx_writer_free(&mc->in);
 	cfx_writer_free(&mc->out);
 	cfx_free(mc);

@@ -339,6 +339,7 @@ void msession_unref(struct mqtt_service *svc, struct msession *s)
 		mmsg_unref(s->infl[i].o.m);
 	cfx_free(s->infl);
 	cfx_free(s->qos2_in);
+	mqtt_will_free(s->will);
 	pthread_mutex_destroy(&s->mu);
 	cfx_free(s->client_id);
 	cfx_free(s);
@@ -377,6 +378,10 @@ static void session_clear(struct mqtt_service *svc, struct msession *s)
 static void session_end(struct mqtt_service *svc, struct msession *s)
 {
 	pthread_mutex_lock(&s->mu);
+	if (s->will) { /* the session ends before the will delay did: the will goes now */
+		mqtt_will_send(svc, s->will, s->client_id);
+		s->will = NULL;
+	}
 	if (s->persistent)
 		journal_one(svc, 'E', s, NULL, (struct cfx_view){ 0 });
 	session_clear(svc, s);
@@ -435,6 +440,8 @@ struct msession *mqtt_session_attach(struct mqtt_service *svc, struct cfx_view c
 	s->loop = loop;
 	s->h = h;
 	s->gone_ms = 0;
+	mqtt_will_free(s->will); /* the session resumed within the will delay */
+	s->will = NULL;
 	s->pump_posted = 0;
 	if (s->persistent && (!was || s->expiry_s != expiry_s || !s->lq)) {
 		journal_one(svc, 'S', s, NULL, (struct cfx_view){ 0 });
@@ -492,6 +499,13 @@ void mqtt_sessions_expire(struct mqtt_service *svc, int64_t now_ms)
 	for (uint32_t i = 0; i < svc->tab_cap; i++)
 		for (struct msession *s = svc->tab[i], *next; s; s = next) {
 			next = s->next;
+			pthread_mutex_lock(&s->mu);
+			struct mwill *w = s->will && s->will->due_ms <= now_ms ? s->will : NULL;
+			if (w)
+				s->will = NULL;
+			pthread_mutex_unlock(&s->mu);
+			if (w)
+				mqtt_will_send(svc, w, s->client_id);
 			if (s->gone_ms && s->expiry_s != UINT32_MAX &&
 			    now_ms - s->gone_ms >= (int64_t)s->expiry_s * 1000) {
 				cfx_log_debug(CFX_LOGC_NET, "mqtt: session %s expired", s->client_id);
