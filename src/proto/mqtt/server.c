@@ -56,6 +56,8 @@ struct mconn {
 	struct pub_slot *head, *tail;
 	uint32_t pending;
 	char *aliases[TOPIC_ALIASES_MAX + 1]; /* inbound topic aliases, 1-based */
+	char *out_aliases[TOPIC_ALIASES_MAX + 1]; /* ours towards the client, 1-based */
+	uint16_t out_alias_max, out_alias_next;
 	struct mwill *will; /* sent if the connection ends badly */
 };
 
@@ -216,8 +218,30 @@ void mqtt_conn_send_publish(struct mconn *mc, const struct outmsg *o, uint16_t p
 				    .topic = m->topic,
 				    .payload = m->payload };
 
+	uint16_t new_alias = 0;
+
 	if (mc->version == MQTT_V5) {
 		struct mqtt_props *p = &pub.props;
+		if (mc->out_alias_max) {
+			/* Topic aliases towards the client: a known topic goes as its alias
+			 * alone; a new one takes a free alias (or the next, round robin). */
+			uint16_t a = 0;
+			for (uint16_t i = 1; i <= mc->out_alias_max && !a; i++)
+				if (mc->out_aliases[i] && strlen(mc->out_aliases[i]) == m->topic.len &&
+				    !memcmp(mc->out_aliases[i], m->topic.p, m->topic.len))
+					a = i;
+			if (a) {
+				pub.topic = (struct cfx_view){ 0 };
+			} else {
+				a = (uint16_t)(mc->out_alias_next % mc->out_alias_max + 1);
+				mc->out_alias_next++;
+				cfx_free(mc->out_aliases[a]);
+				mc->out_aliases[a] = cfx_strndup((const char *)m->topic.p, m->topic.len);
+				new_alias = a;
+			}
+			p->present |= MQTT_PROP_BIT(TOPIC_ALIAS);
+			p->topic_alias = a;
+		}
 		if (m->has_format) {
 			p->present |= MQTT_PROP_BIT(PAYLOAD_FORMAT_INDICATOR);
 			p->payload_format = m->format;
@@ -253,6 +277,10 @@ void mqtt_conn_send_publish(struct mconn *mc, const struct outmsg *o, uint16_t p
 	mqtt_encode_publish(&mc->out, mc->version, &pub);
 	if (mc->s && mc->s->max_packet && mc->out.len > mc->s->max_packet) {
 		cfx_writer_reset(&mc->out); /* larger than the client takes: not sent (MQTT 3.1.2-24) */
+		if (new_alias) { /* the client never learnt it */
+			cfx_free(mc->out_aliases[new_alias]);
+			mc->out_aliases[new_alias] = NULL;
+		}
 		return;
 	}
 	send_packet(mc);
@@ -633,6 +661,8 @@ static int on_connect(struct mconn *mc, const struct mqtt_connect *cn)
 			mc->s->recv_max = cn->props.receive_max;
 		if (cn->props.present & MQTT_PROP_BIT(MAXIMUM_PACKET_SIZE))
 			mc->s->max_packet = cn->props.max_packet_bytes;
+		if (cn->props.present & MQTT_PROP_BIT(TOPIC_ALIAS_MAXIMUM))
+			mc->out_alias_max = CFX_MIN(cn->props.topic_alias_max, (uint16_t)TOPIC_ALIASES_MAX);
 		out.present |= MQTT_PROP_BIT(RECEIVE_MAXIMUM) | MQTT_PROP_BIT(TOPIC_ALIAS_MAXIMUM) |
 			       MQTT_PROP_BIT(MAXIMUM_PACKET_SIZE);
 		out.receive_max = svc->o.receive_max;
@@ -946,8 +976,10 @@ static void on_close(struct cfx_conn *c)
 	}
 	if (mc->s)
 		mqtt_session_detach(mc->svc, mc->s, mc);
-	for (int i = 0; i <= TOPIC_ALIASES_MAX; i++)
+	for (int i = 0; i <= TOPIC_ALIASES_MAX; i++) {
 		cfx_free(mc->aliases[i]);
+		cfx_free(mc->out_aliases[i]);
+	}
 	mqtt_will_free(mc->will);
 	cfx_writer_free(&mc->in);
 	cfx_writer_free(&mc->out);
