@@ -161,6 +161,10 @@ printf 'hello from kafka\n' | $KC -t mqtt -P -H MQTT_TOPIC=from/kafka || fail "k
 wait $SUBPID
 [ "$(lines kx)" = "from/kafka hello from kafka" ] || fail "Kafka record over MQTT: $(lines kx)"
 
+# $SYS statistics: retained in memory, not matched by a leading wildcard.
+[ "$($SUB -t '$SYS/broker/version' -C 1 -W 15)" = conflux ] || fail "no \$SYS/broker/version"
+$SUB -t '#' -v -W 1 2>/dev/null | grep -q '^\$SYS' && fail "# matched a \$SYS topic"
+
 # The MQTT metrics.
 HTTP=$(sed -n 's/.*the admin API and \/metrics are on \([0-9.]*:[0-9]*\).*/\1/p' "$T/log")
 curl -sf "http://$HTTP/metrics" >"$T/metrics.out" || fail "GET /metrics"

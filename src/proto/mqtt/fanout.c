@@ -226,9 +226,107 @@ static void *fanout_main(void *arg)
 	return NULL;
 }
 
+/* ------------------------------------------------------------------------
+ * $SYS topics: broker statistics, like Mosquitto's, every 10 s at QoS 0,
+ * retained in memory (a new subscriber gets the current values), never
+ * stored in the commit log.
+ * ------------------------------------------------------------------------ */
+
+static struct mmsg *sys_msg(const char *topic, const char *value)
+{
+	size_t tl = strlen(topic), vl = strlen(value);
+	struct mmsg *m = cfx_calloc(1, sizeof *m);
+
+	atomic_init(&m->refs, 1);
+	m->buf = cfx_malloc(tl + vl + 1);
+	memcpy(m->buf, topic, tl);
+	memcpy(m->buf + tl, value, vl);
+	m->topic = (struct cfx_view){ m->buf, tl };
+	m->payload = (struct cfx_view){ m->buf + tl, vl };
+	m->queue = UINT32_MAX; /* not in the store */
+	return m;
+}
+
+static void sys_publish(struct mqtt_service *svc, struct targets *ts)
+{
+	struct cfx_lq_stats ls;
+	char v[MQTT_SYS_TOPICS][64];
+	const char *t[MQTT_SYS_TOPICS];
+	uint32_t n = 0, sessions;
+
+	pthread_mutex_lock(&svc->mu);
+	sessions = svc->nsessions;
+	pthread_mutex_unlock(&svc->mu);
+	cfx_lq_stats(svc->lqs, &ls);
+#define SYS(topic, ...)                                   \
+	do {                                              \
+		t[n] = topic;                             \
+		snprintf(v[n], sizeof v[n], __VA_ARGS__); \
+		n++;                                      \
+	} while (0)
+	SYS("$SYS/broker/version", "conflux");
+	SYS("$SYS/broker/uptime", "%" PRId64 " seconds",
+	    (cfx_clock_mono_ms() - svc->start_mono_ms) / 1000);
+	SYS("$SYS/broker/clients/connected", "%u", atomic_load(&svc->online));
+	SYS("$SYS/broker/clients/total", "%u", sessions);
+	SYS("$SYS/broker/messages/received", "%llu",
+	    (unsigned long long)atomic_load(&svc->published));
+	SYS("$SYS/broker/messages/sent", "%llu", (unsigned long long)atomic_load(&svc->delivered));
+	SYS("$SYS/broker/messages/dropped", "%llu", (unsigned long long)atomic_load(&svc->dropped));
+	SYS("$SYS/broker/subscriptions/count", "%zu", mqtt_tree_count(svc->tree));
+	SYS("$SYS/broker/light queues/count", "%llu", (unsigned long long)ls.queues);
+	SYS("$SYS/broker/light queues/entries", "%llu", (unsigned long long)ls.entries);
+#undef SYS
+	CFX_ASSERT(n <= MQTT_SYS_TOPICS);
+	for (uint32_t i = 0; i < n; i++) {
+		struct mmsg *m = sys_msg(t[i], v[i]);
+		pthread_mutex_lock(&svc->sys_mu);
+		if (i < svc->nsys)
+			mmsg_unref(svc->sys[i]);
+		svc->sys[i] = m;
+		mmsg_ref(m);
+		pthread_mutex_unlock(&svc->sys_mu);
+		fan_out(svc, m, ts);
+		mmsg_unref(m);
+	}
+	pthread_mutex_lock(&svc->sys_mu);
+	svc->nsys = n;
+	pthread_mutex_unlock(&svc->sys_mu);
+}
+
+void mqtt_sys_send(struct mqtt_service *svc, struct msession *s, struct cfx_view filter,
+		   uint32_t sub_id)
+{
+	struct mmsg *ms[MQTT_SYS_TOPICS];
+	uint32_t n = 0;
+
+	if (!filter.len || filter.p[0] != '$')
+		return; /* wildcards at the start do not match $-topics */
+	pthread_mutex_lock(&svc->sys_mu);
+	for (uint32_t i = 0; i < svc->nsys; i++)
+		if (mqtt_topic_matches(filter, svc->sys[i]->topic)) {
+			ms[n++] = svc->sys[i];
+			mmsg_ref(svc->sys[i]);
+		}
+	pthread_mutex_unlock(&svc->sys_mu);
+	for (uint32_t i = 0; i < n; i++) {
+		mqtt_session_deliver(svc, s, ms[i], 0, 1, &sub_id, sub_id ? 1 : 0);
+		mmsg_unref(ms[i]);
+	}
+}
+
+void mqtt_sys_free(struct mqtt_service *svc)
+{
+	for (uint32_t i = 0; i < svc->nsys; i++)
+		mmsg_unref(svc->sys[i]);
+	svc->nsys = 0;
+}
+
 static void *tick_main(void *arg)
 {
 	struct mqtt_service *svc = arg;
+	struct targets ts = { 0 };
+	int64_t next_sys = cfx_clock_mono_ms();
 
 	for (;;) {
 		pthread_mutex_lock(&svc->fo_mu);
@@ -242,13 +340,21 @@ static void *tick_main(void *arg)
 		pthread_mutex_unlock(&svc->fo_mu);
 		if (stop)
 			break;
-		mqtt_sessions_expire(svc, cfx_clock_mono_ms());
+		int64_t now = cfx_clock_mono_ms();
+		mqtt_sessions_expire(svc, now);
+		if (now >= next_sys) {
+			sys_publish(svc, &ts);
+			next_sys = now + MQTT_SYS_INTERVAL_MS;
+		}
 	}
+	cfx_free(ts.v);
 	return NULL;
 }
 
 int mqtt_fanout_start(struct mqtt_service *svc)
 {
+	svc->start_mono_ms = cfx_clock_mono_ms();
+	pthread_mutex_init(&svc->sys_mu, NULL);
 	pthread_mutex_init(&svc->fo_mu, NULL);
 	pthread_cond_init(&svc->fo_cv, NULL);
 	if (pthread_create(&svc->fanout_thr, NULL, fanout_main, svc))

@@ -26,6 +26,8 @@
 #define MQTT_PROP_CLIENT_ID "MQTT_CLIENT_ID" /* the publisher (no local) */
 
 #define MQTT_SUB_IDS_PER_DELIVERY 8 /* subscription ids carried per message */
+#define MQTT_SYS_TOPICS 16	    /* $SYS/broker/... values */
+#define MQTT_SYS_INTERVAL_MS 10000  /* how often they are published */
 #define MQTT_MSG_USER_PROPS_MAX 64
 
 /* A stored message as the fan-out read it, shared by its deliveries. */
@@ -144,6 +146,12 @@ struct mqtt_service {
 	pthread_cond_t fo_cv;
 	int fo_woken, stop, started;
 	atomic_ullong published, delivered, dropped, connects;
+	atomic_uint online;		/* connected clients */
+	int64_t start_mono_ms;
+	/* $SYS topics: current values, kept in memory (not stored) */
+	pthread_mutex_t sys_mu;
+	struct mmsg *sys[MQTT_SYS_TOPICS];
+	uint32_t nsys;
 };
 
 /* session.c */
@@ -178,6 +186,10 @@ void mqtt_session_send_retained(struct mqtt_service *svc, struct msession *s,
 struct mmsg *mqtt_read_msg(struct mqtt_service *svc, uint32_t queue, uint64_t offset);
 
 /* fanout.c */
+/* Sends the current $SYS values matching a new subscription. */
+void mqtt_sys_send(struct mqtt_service *svc, struct msession *s, struct cfx_view filter,
+		   uint32_t sub_id);
+void mqtt_sys_free(struct mqtt_service *svc);
 #define MQTT_RETAINED_CLEARED 8 /* light-queue entry flag: a cleared retained message */
 void mqtt_retain_update(struct mqtt_service *svc, struct cfx_view topic, uint8_t qos, int empty,
 			uint32_t queue, uint64_t offset);

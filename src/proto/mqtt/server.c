@@ -182,6 +182,7 @@ void mqtt_service_free(struct mqtt_service *svc)
 	if (!svc)
 		return;
 	mqtt_fanout_stop(svc);
+	mqtt_sys_free(svc);
 	mqtt_sessions_close(svc);
 	if (svc->lqs)
 		cfx_lq_close(svc->lqs);
@@ -676,6 +677,7 @@ static int on_connect(struct mconn *mc, const struct mqtt_connect *cn)
 		cfx_loop_post(old_loop, kick_task, old_h);
 	}
 	mc->connected = 1;
+	atomic_fetch_add(&svc->online, 1);
 	connack(mc, 0, present, &out);
 	if (mc->keep_alive_s)
 		cfx_timer_start(mc->c->loop, &mc->ka_timer, (int64_t)mc->keep_alive_s * 1500,
@@ -786,6 +788,7 @@ static int on_subscribe(struct mconn *mc, const struct mqtt_subscribe *sub)
 			continue;
 		mqtt_session_send_retained(svc, mc->s, subs[i].topic_filter, subs[i].qos, sub_id,
 					   subs[i].retain_as_published);
+		mqtt_sys_send(svc, mc->s, subs[i].topic_filter, sub_id);
 	}
 	mqtt_session_pump(svc, mc->s);
 	return 0;
@@ -974,6 +977,8 @@ static void on_close(struct cfx_conn *c)
 		else
 			sl->mc = NULL;
 	}
+	if (mc->connected)
+		atomic_fetch_sub(&mc->svc->online, 1);
 	if (mc->s)
 		mqtt_session_detach(mc->svc, mc->s, mc);
 	for (int i = 0; i <= TOPIC_ALIASES_MAX; i++) {
