@@ -169,6 +169,8 @@ void msession_unref(struct mqtt_service *svc, struct msession *s);
 int mqtt_session_subscribe(struct mqtt_service *svc, struct msession *s,
 			   const struct mqtt_subscription *sub, uint32_t sub_id, int *existed);
 int mqtt_session_unsubscribe(struct mqtt_service *svc, struct msession *s, struct cfx_view filter);
+int mqtt_session_qos2_begin(struct mqtt_service *svc, struct msession *s, uint16_t pid);
+int mqtt_session_qos2_end(struct mqtt_service *svc, struct msession *s, uint16_t pid);
 /* The fan-out: hand a message to a session. */
 void mqtt_session_deliver(struct mqtt_service *svc, struct msession *s, struct mmsg *m,
 			  uint8_t qos, uint8_t retain, const uint32_t *sub_ids, uint32_t nsub);

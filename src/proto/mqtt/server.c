@@ -712,20 +712,8 @@ static int on_publish(struct mconn *mc, struct mqtt_publish *pub)
 		return -1;
 	}
 	if (pub->qos == 2) {
-		struct msession *s = mc->s;
-		int seen = 0;
-		pthread_mutex_lock(&s->mu);
-		for (uint32_t i = 0; i < s->nqos2 && !seen; i++)
-			seen = s->qos2_in[i] == pub->packet_id;
-		if (!seen) {
-			if (s->nqos2 == s->capqos2) {
-				s->capqos2 = s->capqos2 ? s->capqos2 * 2 : 8;
-				s->qos2_in = cfx_realloc(s->qos2_in, s->capqos2 * sizeof *s->qos2_in);
-			}
-			s->qos2_in[s->nqos2++] = pub->packet_id;
-		}
-		pthread_mutex_unlock(&s->mu);
-		if (seen) { /* a resend: stored already */
+		if (!mqtt_session_qos2_begin(mc->svc, mc->s, pub->packet_id)) {
+			/* a resend: stored already */
 			if (!mc->head)
 				send_ack(mc, MQTT_PUBREC, pub->packet_id, 0);
 			else {
@@ -745,17 +733,8 @@ static int on_publish(struct mconn *mc, struct mqtt_publish *pub)
 
 static void on_pubrel(struct mconn *mc, uint16_t pid)
 {
-	struct msession *s = mc->s;
-	int found = 0;
+	int found = mqtt_session_qos2_end(mc->svc, mc->s, pid);
 
-	pthread_mutex_lock(&s->mu);
-	for (uint32_t i = 0; i < s->nqos2; i++)
-		if (s->qos2_in[i] == pid) {
-			s->qos2_in[i] = s->qos2_in[--s->nqos2];
-			found = 1;
-			break;
-		}
-	pthread_mutex_unlock(&s->mu);
 	send_ack(mc, MQTT_PUBCOMP, pid, found ? 0 : MQTT_RC_PACKET_IDENTIFIER_NOT_FOUND);
 }
 

@@ -34,6 +34,8 @@
  *   'B' subscription: u8 qos, u8 no_local, u8 retain_as_published,
  *       u8 retain_handling, u32 subscription id, u16 length, filter
  *   'U' unsubscription: u16 length, filter
+ *   'Q' an inbound QoS 2 packet id stored, until its PUBREL: u16 id
+ *   'R' that PUBREL came: u16 id
  *   'E' session ended */
 #define REC_BYTES_MAX (1u << 18)
 
@@ -232,6 +234,14 @@ static void journal_write(struct mqtt_service *svc, const struct cfx_writer *w)
 	}
 }
 
+static void rec_pid(struct cfx_writer *w, char type, const char *client_id, uint16_t pid)
+{
+	size_t start = w->len;
+	rec_begin(w, type, client_id);
+	cfx_write_le16(w, pid);
+	rec_end(w, start);
+}
+
 static void journal_one(struct mqtt_service *svc, char type, const struct msession *s,
 			const struct msub *sb, struct cfx_view filter)
 {
@@ -257,6 +267,57 @@ static void journal_one(struct mqtt_service *svc, char type, const struct msessi
 	}
 	journal_write(svc, &w);
 	cfx_writer_free(&w);
+}
+
+/* Inbound QoS 2 (MQTT 4.3.3): a packet id is remembered from its PUBLISH
+ * until its PUBREL, so that a resent PUBLISH is not stored twice; for a
+ * persistent session across restarts too. Returns 1 if it was new. */
+int mqtt_session_qos2_begin(struct mqtt_service *svc, struct msession *s, uint16_t pid)
+{
+	int seen = 0;
+
+	pthread_mutex_lock(&s->mu);
+	for (uint32_t i = 0; i < s->nqos2 && !seen; i++)
+		seen = s->qos2_in[i] == pid;
+	if (!seen) {
+		if (s->nqos2 == s->capqos2) {
+			s->capqos2 = s->capqos2 ? s->capqos2 * 2 : 8;
+			s->qos2_in = cfx_realloc(s->qos2_in, s->capqos2 * sizeof *s->qos2_in);
+		}
+		s->qos2_in[s->nqos2++] = pid;
+		if (s->persistent && svc) {
+			struct cfx_writer w;
+			cfx_writer_init(&w, 32);
+			rec_pid(&w, 'Q', s->client_id, pid);
+			journal_write(svc, &w);
+			cfx_writer_free(&w);
+		}
+	}
+	pthread_mutex_unlock(&s->mu);
+	return !seen;
+}
+
+/* Its PUBREL: returns 1 if the id was known. */
+int mqtt_session_qos2_end(struct mqtt_service *svc, struct msession *s, uint16_t pid)
+{
+	int found = 0;
+
+	pthread_mutex_lock(&s->mu);
+	for (uint32_t i = 0; i < s->nqos2; i++)
+		if (s->qos2_in[i] == pid) {
+			s->qos2_in[i] = s->qos2_in[--s->nqos2];
+			found = 1;
+			break;
+		}
+	if (found && s->persistent && svc) {
+		struct cfx_writer w;
+		cfx_writer_init(&w, 32);
+		rec_pid(&w, 'R', s->client_id, pid);
+		journal_write(svc, &w);
+		cfx_writer_free(&w);
+	}
+	pthread_mutex_unlock(&s->mu);
+	return found;
 }
 
 /* ------------------------------------------------------------------------
@@ -843,6 +904,12 @@ static void replay_record(struct mqtt_service *svc, struct cfx_reader *rd)
 	if (type == 'S') {
 		s->persistent = 1;
 		s->expiry_s = cfx_read_le32(rd);
+	} else if (type == 'Q' || type == 'R') {
+		uint16_t pid = cfx_read_le16(rd);
+		if (!rd->err && type == 'Q')
+			mqtt_session_qos2_begin(NULL, s, pid);
+		else if (!rd->err)
+			mqtt_session_qos2_end(NULL, s, pid);
 	} else if (type == 'B' || type == 'U') {
 		struct mqtt_subscription sub = { 0 };
 		uint32_t sub_id = 0;
@@ -913,6 +980,8 @@ int mqtt_sessions_open(struct mqtt_service *svc)
 			rec_session(&w, s);
 			for (uint32_t k = 0; k < s->nsubs; k++)
 				rec_sub(&w, s->client_id, &s->subs[k]);
+			for (uint32_t k = 0; k < s->nqos2; k++)
+				rec_pid(&w, 'Q', s->client_id, s->qos2_in[k]);
 		}
 	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 	if (fd < 0) {
