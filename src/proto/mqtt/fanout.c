@@ -46,6 +46,10 @@ static void add_target(void *arg, const struct mqtt_sub *sub, int shared)
 	struct target *t = NULL;
 
 	CFX_UNUSED(shared);
+	/* A subscription gets what was stored after it was made; what came
+	 * before is the retained message's business (MQTT 3.8.4). */
+	if (ts->m->store_ms && ts->m->store_ms < sub->since_ms)
+		return;
 	if (sub->no_local && ts->m->publisher.len == strlen(s->client_id) &&
 	    !memcmp(ts->m->publisher.p, s->client_id, ts->m->publisher.len))
 		return; /* its own message, and it asked not to get those back */

@@ -38,6 +38,7 @@ struct mmsg {
 	uint32_t nuser;
 	uint8_t qos, retain, has_format, format;
 	int64_t expires_ms;	/* wall clock; 0 = never */
+	int64_t store_ms;	/* when it was stored; 0 = not stored */
 	uint32_t queue;		/* where it is stored */
 	uint64_t offset;
 	uint8_t *buf;		/* the bytes the views point into */
@@ -139,6 +140,7 @@ struct mqtt_service {
 	struct msession **tab;
 	uint32_t tab_cap, nsessions;
 	int jfd;			/* sessions journal */
+	int jfd_ready;			/* replayed: subscriptions now are new ones */
 	uint64_t next_client_no;
 	/* fan-out and tick threads */
 	pthread_t fanout_thr, tick_thr;

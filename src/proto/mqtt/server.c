@@ -39,6 +39,8 @@ struct pub_slot {
 	uint8_t qos, empty;
 	uint32_t queue;
 	uint64_t offset;
+	int stored;		  /* queue and offset are known */
+	struct cfx_timer timer;	  /* waiting for it to be readable */
 };
 
 struct mconn {
@@ -341,15 +343,35 @@ static void slots_flush(struct mconn *mc)
 	}
 }
 
+static void slot_done_task(void *arg);
+
+static void slot_recheck(struct cfx_loop *loop, struct cfx_timer *t)
+{
+	CFX_UNUSED(loop);
+	slot_done_task(t->data);
+}
+
+/* The append completed: acknowledged once the message is readable, so that
+ * a subscription made after the PUBACK finds it (retained) and is not sent
+ * it as live traffic. On the connection's loop. */
 static void slot_done_task(void *arg)
 {
 	struct pub_slot *sl = arg;
 
-	sl->done = 1;
 	if (!sl->mc) {
 		cfx_free(sl);
 		return;
 	}
+	if (sl->stored && !sl->err && sl->ack_type) {
+		uint64_t start, end;
+		cfx_store_queue_bounds(sl->svc->st, CFX_VIEW_STR(sl->svc->topic), sl->queue, &start,
+				       &end);
+		if (end <= sl->offset) {
+			cfx_timer_start(sl->loop, &sl->timer, 1, slot_recheck, sl);
+			return;
+		}
+	}
+	sl->done = 1;
 	slots_flush(sl->mc);
 }
 
@@ -358,6 +380,11 @@ static void appended(void *arg, const struct cfx_send_result *res, uint32_t n)
 	struct pub_slot *sl = arg;
 
 	sl->err = n ? res[0].err : CFX_EIO;
+	if (!sl->err) {
+		sl->stored = 1;
+		sl->queue = res[0].queue;
+		sl->offset = res[0].offset;
+	}
 	if (!sl->err && sl->retain_topic) /* visible to the next subscriber before the ack */
 		mqtt_retain_update(sl->svc, CFX_VIEW_STR(sl->retain_topic), sl->qos, sl->empty,
 				   res[0].queue, res[0].offset);
@@ -947,7 +974,8 @@ static void on_close(struct cfx_conn *c)
 			mc->will = NULL;
 		}
 	}
-	/* Appends still out become orphans, freed by their completion. */
+	/* Appends still out become orphans, freed by their completion (or by
+	 * the timer waiting for them to be readable). */
 	while (mc->head) {
 		struct pub_slot *sl = mc->head;
 		mc->head = sl->next;

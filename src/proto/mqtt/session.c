@@ -155,6 +155,7 @@ struct mmsg *mmsg_of_view(const struct cfx_msg_view *v, uint32_t queue)
 	m->has_format = has_format;
 	m->format = format;
 	m->expires_ms = ttl ? v->born_ms + ttl : 0;
+	m->store_ms = v->store_ms;
 	m->queue = queue;
 	m->offset = v->offset;
 	return m;
@@ -588,10 +589,17 @@ int mqtt_session_subscribe(struct mqtt_service *svc, struct msession *s,
 				 .qos = sub->qos,
 				 .no_local = sub->no_local,
 				 .retain_as_published = sub->retain_as_published,
-				 .retain_handling = sub->retain_handling };
+				 .retain_handling = sub->retain_handling,
+				 .since_ms = cfx_clock_wall_ms() };
 	int rc;
 
 	pthread_mutex_lock(&s->mu);
+	for (uint32_t i = 0; i < s->nsubs; i++) /* a replaced subscription keeps its age */
+		if (strlen(s->subs[i].filter) == sub->filter.len &&
+		    !memcmp(s->subs[i].filter, sub->filter.p, sub->filter.len))
+			opts.since_ms = s->subs[i].opts.since_ms;
+	if (!svc->jfd_ready) /* restored at start: it predates everything still to fan out */
+		opts.since_ms = 0;
 	rc = mqtt_tree_subscribe(svc->tree, sub->filter, &opts);
 	if (rc < 0) {
 		pthread_mutex_unlock(&s->mu);
@@ -1003,6 +1011,7 @@ int mqtt_sessions_open(struct mqtt_service *svc)
 	}
 	if (svc->nsessions)
 		cfx_log_info("mqtt: %u persistent sessions restored", svc->nsessions);
+	svc->jfd_ready = 1;
 	return 0;
 }
 

@@ -30,7 +30,7 @@
 #define MQTT_FILTER_BYTES_MAX 65535u /* a filter or topic name, $share prefix included */
 #define MQTT_FILTER_LEVELS_MAX 128u  /* levels of a filter (after any $share/<group>/) */
 
-/* One subscription as stored (16 bytes). */
+/* One subscription as stored (24 bytes). */
 struct mqtt_sub {
 	void *session;			/* opaque owner; never dereferenced by the tree */
 	uint32_t sub_id;		/* MQTT 5 subscription identifier, 0 = none */
@@ -38,6 +38,7 @@ struct mqtt_sub {
 	uint8_t no_local;		/* MQTT 5 option, 0/1 */
 	uint8_t retain_as_published;	/* MQTT 5 option, 0/1 */
 	uint8_t retain_handling;	/* MQTT 5 option, 0-2 */
+	int64_t since_ms;		/* the owner's: when it was made (wall ms; 0 = always) */
 };
 
 struct mqtt_tree;
