@@ -32,6 +32,7 @@
 #include "base/err.h"
 #include "base/log.h"
 #include "net/tls.h"
+#include "net/ws.h"
 
 #define CHUNK_BYTES 16384
 #define READ_BYTES 65536
@@ -496,6 +497,10 @@ static void accept_one(struct cfx_listener *l, int fd, const struct sockaddr_sto
 		cfx_conn_close(c, "TLS setup failed");
 		return;
 	}
+	if (sh->o.ws && cfx_ws_attach(sh->o.ws, c)) {
+		cfx_conn_close(c, "WebSocket setup failed");
+		return;
+	}
 	if (c->proto->on_open && c->proto->on_open(c)) {
 		cfx_conn_close(c, "protocol refused");
 		return;
@@ -693,7 +698,8 @@ int cfx_server_listen(struct cfx_server *srv, const struct cfx_listener_opts *o,
 	srv->nlsn++;
 	if (bound_port)
 		*bound_port = got;
-	cfx_log_info("net: %s listening on %s%s", o->name, o->addr, o->tls ? " (TLS)" : "");
+	cfx_log_info("net: %s listening on %s%s%s", o->name, o->addr, o->tls ? " (TLS)" : "",
+		     o->ws ? " (WebSocket)" : "");
 	return 0;
 }
 

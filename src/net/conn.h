@@ -45,7 +45,7 @@ struct cfx_conn_proto {
 	int (*is_busy)(struct cfx_conn *c);
 };
 
-/* The byte transport under a connection (TCP, TLS). */
+/* The byte transport under a connection (TCP, TLS, WebSocket over either). */
 struct cfx_conn_ops {
 	/* > 0 bytes read, 0 end of stream, -EAGAIN, or -errno. */
 	ssize_t (*read)(struct cfx_conn *c, void *buf, size_t n);
@@ -120,6 +120,7 @@ void cfx_conn_handle_put(struct cfx_conn_handle *h);
  * ------------------------------------------------------------------------ */
 
 struct cfx_tls_ctx;
+struct cfx_ws_opts;
 
 struct cfx_listener_opts {
 	const char *name;	      /* "grpc", "http", for logs and metrics */
@@ -130,6 +131,8 @@ struct cfx_listener_opts {
 	int64_t idle_ms;	      /* close connections idle this long (0 = never) */
 	size_t output_bytes_max;      /* back-pressure threshold */
 	struct cfx_tls_ctx *tls;      /* NULL = plaintext */
+	const struct cfx_ws_opts *ws; /* WebSocket above TCP/TLS (net/ws.h); NULL = none;
+				       * borrowed for the server's lifetime */
 };
 
 /* Creates a server with `nloops` event loops (threads start in cfx_server_start). */

@@ -113,6 +113,28 @@
 #define FZ_MQTT_SMALL_LIMIT_BYTES 64u
 #define FZ_MQTT_CTRL_BYTES 1u
 
+/*
+ * fuzz_mqtt input (the MQTT front end end to end):
+ * OFFSET | SIZE | FIELD
+ *      0 |    1 | flags   FZ_MQTT_E2E_*
+ *      1 |    N | records [len u16 big-endian][len bytes], until the input ends
+ *
+ * Bit 15 of len sends the record to a second connection (FZ_MQTT_E2E_CONN_B);
+ * the other bits are its length. Without FZ_MQTT_E2E_RAW a record is one
+ * packet without its Remaining Length: the first byte (type and flags),
+ * then the rest; the target writes Remaining Length = len - 1 after the
+ * first byte. With it, the record is fed as it is. A last record shorter
+ * than its length is fed as is (torn).
+ */
+#define FZ_MQTT_E2E_SPLIT_MASK 0x03u  /* feed each record whole, or in pieces of 1, 3, 7 bytes */
+#define FZ_MQTT_E2E_RAW 0x04u	      /* records carry their own Remaining Length */
+#define FZ_MQTT_E2E_SETTLE_EACH 0x08u /* let the store and the fan-out catch up after each record */
+#define FZ_MQTT_E2E_CLOSE_FIRST 0x10u /* free the connections before the last settle */
+#define FZ_MQTT_E2E_BATCH 0x20u	      /* queue every record, then run the loop once */
+#define FZ_MQTT_E2E_CONN_B 0x8000u    /* in len: the record goes to the second connection */
+#define FZ_MQTT_E2E_LEN_MASK 0x7fffu
+#define FZ_MQTT_E2E_CTRL_BYTES 1u
+
 /* ------------------------------------------------------------------------
  * Checks
  * ------------------------------------------------------------------------ */

@@ -3,8 +3,8 @@
  * store's own encoders (cfx_batch_encode, cfx_entry_seal,
  * cfx_entry_end_encode, cfx_seg_header_encode, cfx_checkpoint_encode,
  * cfx_idx_entry_encode, cfx_kix_*_encode), for fuzz_compress the
- * compression libraries (fz_compress), and for fuzz_mqtt_packet the MQTT
- * codec's encoders (mqtt_encode_*): valid inputs of each kind, and
+ * compression libraries (fz_compress), and for fuzz_mqtt_packet and
+ * fuzz_mqtt the MQTT codec's encoders (mqtt_encode_*): valid inputs of each kind, and
  * near-valid ones (truncated, bit-flipped, newer versions, torn tails) that
  * start the fuzzer next to the interesting edges.
  *
@@ -1322,6 +1322,474 @@ static void gen_mqtt(void)
 	       0x07, 0x00, 0x05, 0x11, 0x00, 0x00, 0x00, 0x01);
 }
 
+/* ------------------------------------------------------------------------
+ * fuzz_mqtt seeds
+ *
+ * Sessions against the whole front end: a flags byte, then one record per
+ * packet, [len u16][first byte][body]: the encoders' packets with their
+ * Remaining Length taken out (the target puts it back), or whole frames
+ * when the seed's flags say FZ_MQTT_E2E_RAW. Records for the second
+ * connection have FZ_MQTT_E2E_CONN_B in their length. Most seeds settle
+ * after each record, so that the server's deliveries reach the client
+ * before its next packet, which acknowledges them by their packet ids
+ * (1, 2... in the order the server sends them).
+ * ------------------------------------------------------------------------ */
+
+static struct cfx_writer mqe_seed; /* the seed being written */
+static struct cfx_writer mqe_pk;   /* packets encoded, not yet turned into records */
+
+#define MQE_A 0
+#define MQE_B 1
+#define MQE_SETTLE FZ_MQTT_E2E_SETTLE_EACH
+
+static void mqe_begin(uint8_t flags)
+{
+	cfx_writer_reset(&mqe_seed);
+	cfx_writer_reset(&mqe_pk);
+	cfx_write_u8(&mqe_seed, flags);
+}
+
+static void mqe_end(const char *name)
+{
+	write_seed("fuzz_mqtt", name, mqe_seed.p, mqe_seed.len);
+}
+
+/* One record of `n` bytes for connection `b`. */
+static void mqe_record(int b, const uint8_t *p, size_t n)
+{
+	if (n > FZ_MQTT_E2E_LEN_MASK)
+		die("an MQTT record is too long");
+	cfx_write_be16(&mqe_seed, (uint16_t)(n | (b ? FZ_MQTT_E2E_CONN_B : 0)));
+	cfx_write_bytes(&mqe_seed, p, n);
+}
+
+/* Turns the packets in mqe_pk into records for connection `b`. */
+static void mqe_put(int b)
+{
+	int raw = (mqe_seed.p[0] & FZ_MQTT_E2E_RAW) != 0;
+	size_t at = 0, frame;
+
+	while (at < mqe_pk.len) {
+		const uint8_t *f = mqe_pk.p + at;
+		size_t hdr = 1;
+		if (mqtt_frame_check(f, mqe_pk.len - at, MQTT_PACKET_BYTES_PROTOCOL_MAX, &frame))
+			die("the MQTT encoder wrote a bad frame");
+		while (f[hdr] & 0x80)
+			hdr++;
+		hdr++; /* the type byte and the Remaining Length */
+		if (raw) {
+			mqe_record(b, f, frame);
+		} else {
+			cfx_write_be16(&mqe_seed,
+				       (uint16_t)((frame - hdr + 1) | (b ? FZ_MQTT_E2E_CONN_B : 0)));
+			cfx_write_u8(&mqe_seed, f[0]);
+			cfx_write_bytes(&mqe_seed, f + hdr, frame - hdr);
+		}
+		at += frame;
+	}
+	cfx_writer_reset(&mqe_pk);
+}
+
+#define MQE_RAW(b, ...) \
+	mqe_record((b), (const uint8_t[]){ __VA_ARGS__ }, sizeof((const uint8_t[]){ __VA_ARGS__ }))
+
+static void mqe_connect(int b, const struct mqtt_connect *c)
+{
+	mqtt_encode_connect(&mqe_pk, c);
+	mqe_put(b);
+}
+
+/* A plain CONNECT: no will, no credentials, no properties. */
+static void mqe_connect_simple(int b, int version, const char *id, int clean, uint16_t keep_alive_s)
+{
+	struct mqtt_connect c = { .version = (uint8_t)version, .clean_start = (uint8_t)clean,
+				  .keep_alive_s = keep_alive_s, .client_id = V(id) };
+	mqe_connect(b, &c);
+}
+
+static void mqe_subscribe(int b, int version, uint16_t pid, const char *filter, uint8_t qos)
+{
+	struct mqtt_subscription e = { .filter = V(filter), .qos = qos };
+	struct mqtt_subscribe sub = { .packet_id = pid, .topic_count = 1, .topics = &e };
+
+	mqtt_encode_subscribe(&mqe_pk, version, MQTT_SUBSCRIBE, &sub);
+	mqe_put(b);
+}
+
+static void mqe_unsubscribe(int b, int version, uint16_t pid, const char *filter)
+{
+	struct mqtt_subscription e = { .filter = V(filter) };
+	struct mqtt_subscribe un = { .packet_id = pid, .topic_count = 1, .topics = &e };
+
+	mqtt_encode_subscribe(&mqe_pk, version, MQTT_UNSUBSCRIBE, &un);
+	mqe_put(b);
+}
+
+static void mqe_publish(int b, int version, const char *topic, const char *payload, uint8_t qos,
+			uint16_t pid, int retain)
+{
+	struct mqtt_publish pub = { .qos = qos, .packet_id = pid, .retain = (uint8_t)retain,
+				    .topic = V(topic), .payload = V(payload) };
+
+	mqtt_encode_publish(&mqe_pk, version, &pub);
+	mqe_put(b);
+}
+
+static void mqe_ack(int b, int version, int type, uint16_t pid)
+{
+	struct mqtt_ack ack = { .packet_id = pid };
+
+	mqtt_encode_ack(&mqe_pk, version, type, &ack);
+	mqe_put(b);
+}
+
+static void mqe_ping(int b)
+{
+	mqtt_encode_ping(&mqe_pk, MQTT_PINGREQ);
+	mqe_put(b);
+}
+
+static void mqe_disconnect(int b, int version, uint8_t reason)
+{
+	struct mqtt_disconnect dc = { .reason = reason };
+
+	mqtt_encode_disconnect(&mqe_pk, version, MQTT_DISCONNECT, &dc);
+	mqe_put(b);
+}
+
+/* 3.1.1: subscribe a/#, publish QoS 0, 1, 2 to it (and get them back), ping, unsubscribe. */
+static void mqe_v311_session(uint8_t flags, const char *name)
+{
+	int v = MQTT_V311;
+
+	mqe_begin(flags);
+	mqe_connect_simple(MQE_A, v, "fz-311", 1, 60);
+	mqe_subscribe(MQE_A, v, 1, "a/#", 2);
+	mqe_publish(MQE_A, v, "a/b", "zero", 0, 0, 0);
+	mqe_publish(MQE_A, v, "a/b", "one", 1, 2, 0);
+	mqe_ack(MQE_A, v, MQTT_PUBACK, 1); /* the delivery of "one" */
+	mqe_publish(MQE_A, v, "a/b/c", "two", 2, 3, 0);
+	mqe_ack(MQE_A, v, MQTT_PUBREL, 3);
+	mqe_ack(MQE_A, v, MQTT_PUBREC, 2); /* the delivery of "two" */
+	mqe_ack(MQE_A, v, MQTT_PUBCOMP, 2);
+	mqe_ping(MQE_A);
+	mqe_unsubscribe(MQE_A, v, 4, "a/#");
+	mqe_publish(MQE_A, v, "a/b", "unheard", 1, 5, 0);
+	mqe_disconnect(MQE_A, v, 0);
+	mqe_end(name);
+}
+
+/* 5.0 with properties everywhere: topic alias, user properties, subscription
+ * identifier, message expiry, session expiry, receive maximum, packet size. */
+static void mqe_v5_session(void)
+{
+	static const struct mqtt_subscription subs[] = {
+		{ .filter = { (const uint8_t *)"v5/#", 4 }, .qos = 2, .retain_as_published = 1 },
+		{ .filter = { (const uint8_t *)"v5/+/temp", 9 }, .qos = 1, .no_local = 1,
+		  .retain_handling = 1 },
+	};
+	static const uint32_t sub_id[] = { 42 };
+	int v = MQTT_V5;
+	struct mqtt_connect c = { .version = MQTT_V5, .clean_start = 1, .keep_alive_s = 0,
+				  .client_id = V("fz-v5") };
+	struct mqtt_subscribe sub = { .packet_id = 1, .topic_count = 2, .topics = subs };
+	struct mqtt_publish pub = { .qos = 1, .packet_id = 2, .topic = V("v5/kitchen/temp"),
+				    .payload = V("{\"t\":21.5}") };
+	struct mqtt_disconnect dc = { .reason = MQTT_RC_NORMAL_DISCONNECTION };
+
+	mqe_begin(MQE_SETTLE);
+	MQ_SET(&c.props, SESSION_EXPIRY_INTERVAL, session_expiry_s, 60);
+	MQ_SET(&c.props, RECEIVE_MAXIMUM, receive_max, 2);
+	MQ_SET(&c.props, MAXIMUM_PACKET_SIZE, max_packet_bytes, 2048);
+	MQ_SET(&c.props, TOPIC_ALIAS_MAXIMUM, topic_alias_max, 4);
+	MQ_SET(&c.props, REQUEST_PROBLEM_INFORMATION, request_problem_info, 1);
+	mq_users_on(&c.props);
+	mqe_connect(MQE_A, &c);
+	sub.props.sub_ids = sub_id;
+	sub.props.sub_id_count = 1;
+	mq_users_on(&sub.props);
+	mqtt_encode_subscribe(&mqe_pk, v, MQTT_SUBSCRIBE, &sub);
+	mqe_put(MQE_A);
+	MQ_SET(&pub.props, TOPIC_ALIAS, topic_alias, 1);
+	MQ_SET(&pub.props, MESSAGE_EXPIRY_INTERVAL, message_expiry_s, 30);
+	MQ_SET(&pub.props, PAYLOAD_FORMAT_INDICATOR, payload_format, 1);
+	MQ_SET(&pub.props, CONTENT_TYPE, content_type, V("application/json"));
+	MQ_SET(&pub.props, RESPONSE_TOPIC, response_topic, V("v5/replies"));
+	MQ_SET(&pub.props, CORRELATION_DATA, correlation_data, V("req-1"));
+	mq_users_on(&pub.props);
+	mqtt_encode_publish(&mqe_pk, v, &pub);
+	mqe_put(MQE_A);
+	mqe_ack(MQE_A, v, MQTT_PUBACK, 1);
+	/* The alias alone names the topic now. */
+	pub.topic = V("");
+	pub.qos = 2;
+	pub.packet_id = 3;
+	pub.props.present &= ~MQTT_PROP_BIT(RESPONSE_TOPIC);
+	mqtt_encode_publish(&mqe_pk, v, &pub);
+	mqe_put(MQE_A);
+	mqe_ack(MQE_A, v, MQTT_PUBREL, 3);
+	mqe_ack(MQE_A, v, MQTT_PUBREC, 2);
+	mqe_ack(MQE_A, v, MQTT_PUBCOMP, 2);
+	mqe_ping(MQE_A);
+	mqe_unsubscribe(MQE_A, v, 4, "v5/+/temp");
+	mqe_unsubscribe(MQE_A, v, 5, "never/subscribed");
+	MQ_SET(&dc.props, SESSION_EXPIRY_INTERVAL, session_expiry_s, 0);
+	MQ_SET(&dc.props, REASON_STRING, reason_string, V("done"));
+	mq_users_on(&dc.props);
+	mqtt_encode_disconnect(&mqe_pk, v, MQTT_DISCONNECT, &dc);
+	mqe_put(MQE_A);
+	mqe_end("v5-session-props");
+}
+
+/* A persistent session: messages while it is online but unacknowledged,
+ * then the same client again on the second connection (session present,
+ * the messages sent again). */
+static void mqe_persistent(int version, const char *name)
+{
+	int v = version;
+	struct mqtt_connect c = { .version = (uint8_t)version, .clean_start = 0, .keep_alive_s = 30,
+				  .client_id = V("fz-persist") };
+
+	mqe_begin(MQE_SETTLE);
+	if (v == MQTT_V5)
+		MQ_SET(&c.props, SESSION_EXPIRY_INTERVAL, session_expiry_s, 3600);
+	mqe_connect(MQE_A, &c);
+	mqe_subscribe(MQE_A, v, 1, "p/#", 1);
+	mqe_publish(MQE_A, v, "p/1", "kept", 1, 1, 0);
+	mqe_publish(MQE_A, v, "p/2", "kept too", 2, 2, 0);
+	mqe_ack(MQE_A, v, MQTT_PUBREL, 2);
+	mqe_disconnect(MQE_A, v, 0);
+	mqe_connect(MQE_B, &c);
+	mqe_ack(MQE_B, v, MQTT_PUBACK, 1);
+	mqe_ack(MQE_B, v, MQTT_PUBACK, 2);
+	mqe_ping(MQE_B);
+	mqe_disconnect(MQE_B, v, 0);
+	mqe_end(name);
+}
+
+/* The same client id on both connections while the first is online. */
+static void mqe_takeover(uint8_t flags, int clean, const char *name)
+{
+	int v = MQTT_V5;
+	struct mqtt_connect c = { .version = MQTT_V5, .clean_start = (uint8_t)clean,
+				  .keep_alive_s = 30, .client_id = V("fz-take") };
+
+	mqe_begin(flags);
+	MQ_SET(&c.props, SESSION_EXPIRY_INTERVAL, session_expiry_s, 10);
+	mqe_connect(MQE_A, &c);
+	mqe_subscribe(MQE_A, v, 1, "t/#", 1);
+	mqe_publish(MQE_A, v, "t/1", "before", 1, 1, 0);
+	mqe_connect(MQE_B, &c);
+	mqe_ping(MQE_A); /* the first connection was taken over */
+	mqe_publish(MQE_B, v, "t/2", "after", 1, 1, 0);
+	mqe_ack(MQE_B, v, MQTT_PUBACK, 1);
+	mqe_disconnect(MQE_B, v, 0);
+	mqe_end(name);
+}
+
+/* Retained messages: set, delivered on subscribe, cleared, not delivered. */
+static void mqe_retained(int version, const char *name)
+{
+	int v = version;
+
+	mqe_begin(MQE_SETTLE);
+	mqe_connect_simple(MQE_A, v, "fz-retain", 1, 0);
+	mqe_publish(MQE_A, v, "r/lamp", "on", 1, 1, 1);
+	mqe_publish(MQE_A, v, "r/door", "open", 0, 0, 1);
+	mqe_subscribe(MQE_A, v, 2, "r/#", 1);
+	mqe_ack(MQE_A, v, MQTT_PUBACK, 1);
+	mqe_publish(MQE_A, v, "r/lamp", "", 1, 3, 1); /* clears it */
+	mqe_unsubscribe(MQE_A, v, 4, "r/#");
+	mqe_subscribe(MQE_A, v, 5, "r/+", 2);
+	mqe_disconnect(MQE_A, v, 0);
+	mqe_end(name);
+}
+
+/* A will, published when its connection ends badly, to the other client. */
+static void mqe_will(int version, int disconnect_with_will, const char *name)
+{
+	int v = version;
+	struct mqtt_connect c = { .version = (uint8_t)version, .clean_start = 1, .keep_alive_s = 10,
+				  .client_id = V("fz-will"), .has_will = 1 };
+
+	mqe_begin(MQE_SETTLE);
+	c.will.topic = V("w/fz-will/status");
+	c.will.payload = V("gone");
+	c.will.qos = 1;
+	c.will.retain = 1;
+	if (v == MQTT_V5) {
+		MQ_SET(&c.will.props, WILL_DELAY_INTERVAL, will_delay_s, 0);
+		MQ_SET(&c.will.props, MESSAGE_EXPIRY_INTERVAL, message_expiry_s, 60);
+		MQ_SET(&c.will.props, CONTENT_TYPE, content_type, V("text/plain"));
+		mq_users_on(&c.will.props);
+	}
+	mqe_connect(MQE_A, &c);
+	mqe_connect_simple(MQE_B, v, "fz-watcher", 1, 0);
+	mqe_subscribe(MQE_B, v, 1, "w/#", 1);
+	if (disconnect_with_will)
+		mqe_disconnect(MQE_A, v, MQTT_RC_DISCONNECT_WITH_WILL);
+	else
+		mqe_publish(MQE_A, v, "w/#", "a wildcard in a topic name", 0, 0, 0);
+	mqe_ack(MQE_B, v, MQTT_PUBACK, 1);
+	mqe_disconnect(MQE_B, v, 0);
+	mqe_end(name);
+}
+
+/* Two members of one shared subscription, and a plain subscriber. */
+static void mqe_shared(int version, const char *name)
+{
+	int v = version;
+
+	mqe_begin(MQE_SETTLE);
+	mqe_connect_simple(MQE_A, v, "fz-share-1", 1, 0);
+	mqe_connect_simple(MQE_B, v, "fz-share-2", 1, 0);
+	mqe_subscribe(MQE_A, v, 1, "$share/workers/jobs/#", 1);
+	mqe_subscribe(MQE_B, v, 1, "$share/workers/jobs/#", 1);
+	mqe_subscribe(MQE_B, v, 2, "jobs/+", 0);
+	mqe_publish(MQE_A, v, "jobs/1", "first", 1, 2, 0);
+	mqe_publish(MQE_A, v, "jobs/2", "second", 1, 3, 0);
+	mqe_publish(MQE_B, v, "jobs/3", "third", 0, 0, 0);
+	mqe_ack(MQE_A, v, MQTT_PUBACK, 1);
+	mqe_ack(MQE_B, v, MQTT_PUBACK, 1);
+	mqe_unsubscribe(MQE_A, v, 4, "$share/workers/jobs/#");
+	mqe_disconnect(MQE_A, v, 0);
+	mqe_disconnect(MQE_B, v, 0);
+	mqe_end(name);
+}
+
+static void gen_mqtt_e2e(void)
+{
+	cfx_writer_init(&mqe_seed, 1024);
+	cfx_writer_init(&mqe_pk, 1024);
+
+	mqe_v311_session(MQE_SETTLE, "v311-session");
+	mqe_v311_session(0, "v311-session-no-settle");
+	mqe_v311_session(MQE_SETTLE | 1, "v311-session-bytewise");
+	mqe_v311_session(MQE_SETTLE | 3, "v311-session-pieces");
+	mqe_v311_session(MQE_SETTLE | FZ_MQTT_E2E_RAW, "v311-session-raw");
+	mqe_v311_session(FZ_MQTT_E2E_CLOSE_FIRST, "v311-session-close-first");
+	mqe_v5_session();
+	mqe_persistent(MQTT_V311, "v311-persistent");
+	mqe_persistent(MQTT_V5, "v5-persistent");
+	mqe_takeover(MQE_SETTLE, 0, "v5-takeover");
+	mqe_takeover(MQE_SETTLE, 1, "v5-takeover-clean");
+	/* The first connection's PINGREQ arrives before the kick runs. */
+	mqe_takeover(FZ_MQTT_E2E_BATCH, 0, "v5-takeover-batch");
+	mqe_v311_session(FZ_MQTT_E2E_BATCH | 2, "v311-session-batch");
+	mqe_retained(MQTT_V311, "v311-retained");
+	mqe_retained(MQTT_V5, "v5-retained");
+	mqe_will(MQTT_V311, 0, "v311-will");
+	mqe_will(MQTT_V5, 0, "v5-will");
+	mqe_will(MQTT_V5, 1, "v5-will-disconnect");
+	mqe_shared(MQTT_V311, "v311-shared");
+	mqe_shared(MQTT_V5, "v5-shared");
+
+	/* Near misses (records: first byte, then the body). */
+	mqe_begin(0);
+	mqe_publish(MQE_A, MQTT_V311, "early", "x", 0, 0, 0);
+	mqe_end("bad-publish-before-connect");
+
+	mqe_begin(0);
+	MQE_RAW(MQE_A, 0x10, 0x00, 0x04, 'M', 'Q', 'T', 'T', 0x06, 0x02, 0x00, 0x3c, 0x00, 0x01,
+		'a');
+	mqe_end("bad-connect-level-6");
+
+	mqe_begin(0);
+	MQE_RAW(MQE_A, 0x10, 0x00, 0x06, 'M', 'Q', 'I', 's', 'd', 'p', 0x03, 0x02, 0x00, 0x3c, 0x00,
+		0x01, 'a');
+	mqe_end("bad-connect-mqisdp");
+
+	mqe_begin(0);
+	mqe_connect_simple(MQE_A, MQTT_V5, "", 0, 0);
+	mqe_end("bad-connect-v5-empty-id-not-clean");
+
+	mqe_begin(0);
+	mqe_connect_simple(MQE_A, MQTT_V5, "", 1, 0); /* an id is assigned */
+	mqe_connect_simple(MQE_A, MQTT_V5, "again", 1, 0);
+	mqe_end("bad-second-connect");
+
+	mqe_begin(MQE_SETTLE);
+	mqe_connect_simple(MQE_A, MQTT_V5, "fz-alias", 1, 0);
+	/* alias 1 unknown: an empty topic it cannot name */
+	MQE_RAW(MQE_A, 0x30, 0x00, 0x00, 0x03, 0x23, 0x00, 0x01, 'x');
+	mqe_end("bad-alias-unknown");
+
+	mqe_begin(MQE_SETTLE);
+	mqe_connect_simple(MQE_A, MQTT_V5, "fz-alias", 1, 0);
+	MQE_RAW(MQE_A, 0x30, 0x00, 0x01, 't', 0x03, 0x23, 0x00, 0x41, 'x'); /* alias 65 */
+	mqe_end("bad-alias-too-large");
+
+	mqe_begin(MQE_SETTLE);
+	mqe_connect_simple(MQE_A, MQTT_V311, "fz-sys", 1, 0);
+	mqe_publish(MQE_A, MQTT_V311, "$SYS/broker/load", "1", 1, 1, 0);
+	mqe_end("bad-publish-dollar-topic");
+
+	mqe_begin(MQE_SETTLE);
+	mqe_connect_simple(MQE_A, MQTT_V5, "fz-qos2", 1, 0);
+	mqe_publish(MQE_A, MQTT_V5, "d/1", "once", 2, 7, 0);
+	mqe_publish(MQE_A, MQTT_V5, "d/1", "once", 2, 7, 0); /* a resend: stored already */
+	mqe_ack(MQE_A, MQTT_V5, MQTT_PUBREL, 7);
+	mqe_ack(MQE_A, MQTT_V5, MQTT_PUBREL, 7);  /* unknown now */
+	mqe_ack(MQE_A, MQTT_V5, MQTT_PUBREC, 99); /* nothing sent with 99 */
+	mqe_ack(MQE_A, MQTT_V5, MQTT_PUBACK, 98);
+	mqe_end("qos2-resend-and-unknown-ids");
+
+	mqe_begin(MQE_SETTLE);
+	mqe_connect_simple(MQE_A, MQTT_V5, "fz-big", 1, 0);
+	{
+		static char big[5000];
+		memset(big, 'z', sizeof big - 1);
+		mqe_publish(MQE_A, MQTT_V5, "big/one", big, 0, 0, 0); /* over 4096: too large */
+	}
+	mqe_end("bad-packet-too-large");
+
+	mqe_begin(MQE_SETTLE);
+	mqe_connect_simple(MQE_A, MQTT_V5, "fz-auth", 1, 0);
+	MQE_RAW(MQE_A, 0xf0, 0x18, 0x00);
+	mqe_end("bad-auth");
+
+	mqe_begin(MQE_SETTLE);
+	mqe_connect_simple(MQE_A, MQTT_V5, "fz-filters", 1, 0);
+	/* SUBSCRIBE pid 1: "a/#/b" (invalid), "+" QoS 1, "$share/g/#" QoS 2 */
+	MQE_RAW(MQE_A, 0x82, 0x00, 0x01, 0x00, 0x00, 0x05, 'a', '/', '#', '/', 'b', 0x00, 0x00, 0x01,
+		'+', 0x01, 0x00, 0x0a, '$', 's', 'h', 'a', 'r', 'e', '/', 'g', '/', '#', 0x02);
+	mqe_end("subscribe-mixed-filters");
+
+	mqe_begin(MQE_SETTLE);
+	mqe_connect_simple(MQE_A, MQTT_V311, "fz-pubrel", 1, 0);
+	MQE_RAW(MQE_A, 0x60, 0x00, 0x01); /* PUBREL without its flags */
+	mqe_end("bad-pubrel-flags");
+
+	mqe_begin(MQE_SETTLE | FZ_MQTT_E2E_RAW);
+	mqe_connect_simple(MQE_A, MQTT_V311, "fz-varint", 1, 0);
+	MQE_RAW(MQE_A, 0xc0, 0x80, 0x00); /* an overlong Remaining Length */
+	mqe_end("bad-overlong-length");
+
+	mqe_begin(MQE_SETTLE);
+	mqe_connect_simple(MQE_A, MQTT_V311, "fz-torn", 1, 0);
+	mqe_subscribe(MQE_A, MQTT_V311, 1, "torn/#", 0);
+	cfx_write_be16(&mqe_seed, 40); /* a PUBLISH announced longer than what follows */
+	cfx_write_bytes(&mqe_seed, "\x30\x00\x04torn", 7);
+	mqe_end("torn-last-record");
+
+	mqe_begin(MQE_SETTLE);
+	{
+		struct mqtt_connect c = { .version = MQTT_V5, .clean_start = 1,
+					  .client_id = V("fz-tiny") };
+		MQ_SET(&c.props, MAXIMUM_PACKET_SIZE, max_packet_bytes, 16);
+		MQ_SET(&c.props, RECEIVE_MAXIMUM, receive_max, 1);
+		mqe_connect(MQE_A, &c);
+	}
+	mqe_subscribe(MQE_A, MQTT_V5, 1, "tiny/#", 1);
+	mqe_publish(MQE_A, MQTT_V5, "tiny/a", "a payload too long to deliver", 1, 2, 0);
+	mqe_publish(MQE_A, MQTT_V5, "tiny/b", "x", 1, 3, 0);
+	mqe_ack(MQE_A, MQTT_V5, MQTT_PUBACK, 1);
+	mqe_end("v5-client-max-packet-small");
+
+	cfx_writer_free(&mqe_pk);
+	cfx_writer_free(&mqe_seed);
+}
+
 int main(int argc, char **argv)
 {
 	out_dir = argc > 1 ? argv[1] : CFX_FUZZ_CORPUS_DIR;
@@ -1330,6 +1798,7 @@ int main(int argc, char **argv)
 	gen_recovery();
 	gen_compress();
 	gen_mqtt();
+	gen_mqtt_e2e();
 	printf("gen_corpus: wrote %u seeds under %s\n", seeds_written, out_dir);
 	return 0;
 }

@@ -15,7 +15,7 @@
 set -u
 
 here=$(cd "$(dirname "$0")" && pwd)
-targets_all=(fuzz_entry fuzz_batch fuzz_compress fuzz_recovery fuzz_grpc fuzz_http fuzz_sqlfilter fuzz_pop_journal fuzz_lq_journal fuzz_kafka_codec fuzz_kafka fuzz_mqtt_packet)
+targets_all=(fuzz_entry fuzz_batch fuzz_compress fuzz_recovery fuzz_grpc fuzz_http fuzz_sqlfilter fuzz_pop_journal fuzz_lq_journal fuzz_kafka_codec fuzz_kafka fuzz_mqtt_packet fuzz_mqtt fuzz_ws)
 
 if [ $# -lt 2 ]; then
 	echo "usage: $0 BUILD_DIR SECONDS [TARGET...]" >&2
@@ -43,6 +43,7 @@ known=$(grep -cv '^\(#\|$\)' "$here/known-bugs.supp" 2>/dev/null || true)
 max_len() {
 	case $1 in
 	fuzz_recovery) echo 20000 ;;
+	fuzz_ws) echo 12000 ;; # past the 8 KiB header limit
 	*) echo 8192 ;;
 	esac
 }

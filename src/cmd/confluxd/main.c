@@ -21,6 +21,7 @@
 #include "cmd/confluxd/settings.h"
 #include "net/conn.h"
 #include "net/tls.h"
+#include "net/ws.h"
 #include "proto/grpc/rmq.h"
 #include "proto/kafka/kafka.h"
 #include "proto/mqtt/mqtt.h"
@@ -159,10 +160,12 @@ static void bound_addr(const char *addr, int port, char *out, size_t len)
 /* The secure default: no listener beyond loopback without authentication. */
 static int check_exposure(const struct cfx_settings *s)
 {
-	const char *addrs[] = { s->grpc_listen, s->http_listen, s->kafka_listen, s->mqtt_listen };
-	const char *names[] = { "grpc.listen", "http.listen", "kafka.listen", "mqtt.listen" };
+	const char *addrs[] = { s->grpc_listen, s->http_listen, s->kafka_listen, s->mqtt_listen,
+				s->mqtt_ws_listen };
+	const char *names[] = { "grpc.listen", "http.listen", "kafka.listen", "mqtt.listen",
+				"mqtt.ws_listen" };
 
-	for (int i = 0; i < 4; i++) {
+	for (size_t i = 0; i < CFX_ARRAY_LEN(addrs); i++) {
 		if (!listen_enabled(addrs[i]) || is_loopback(addrs[i]))
 			continue;
 		if (!s->allow_anonymous) {
@@ -228,8 +231,9 @@ int main(int argc, char **argv)
 	char grpc_addr[ADMIN_ADDR_MAX] = "", http_addr[ADMIN_ADDR_MAX] = "";
 	char kafka_addr[ADMIN_ADDR_MAX] = "";
 	struct kafka_service *kafka = NULL;
-	char mqtt_addr[ADMIN_ADDR_MAX] = "";
+	char mqtt_addr[ADMIN_ADDR_MAX] = "", mqtt_ws_addr[ADMIN_ADDR_MAX] = "";
 	struct mqtt_service *mqtt = NULL;
+	struct cfx_ws_opts mqtt_ws = { .subprotocol = "mqtt" }; /* lives as long as the server */
 	int port;
 	sigset_t sigs;
 	int rc, sig, nthreads;
@@ -382,7 +386,7 @@ int main(int argc, char **argv)
 			cfx_log_info("kafka: the Kafka protocol is on %s", kafka_addr);
 		}
 	}
-	if (!rc && listen_enabled(s.mqtt_listen)) {
+	if (!rc && (listen_enabled(s.mqtt_listen) || listen_enabled(s.mqtt_ws_listen))) {
 		struct mqtt_opts mo;
 		char mdir[4096];
 
@@ -393,7 +397,7 @@ int main(int argc, char **argv)
 								   : CFX_DURABILITY_ASYNC;
 		snprintf(mdir, sizeof mdir, "%s/mqtt", s.data_dir);
 		rc = mqtt_service_new(br, mdir, &mo, &mqtt);
-		if (!rc) {
+		if (!rc && listen_enabled(s.mqtt_listen)) {
 			struct cfx_listener_opts lo = { .name = "mqtt",
 							.addr = s.mqtt_listen,
 							.proto = &mqtt_conn_proto,
@@ -401,10 +405,27 @@ int main(int argc, char **argv)
 							.tls = mqtt_tls,
 							.conn_max = (uint32_t)s.mqtt_connections_max };
 			rc = cfx_server_listen(srv, &lo, &port);
+			if (!rc) {
+				bound_addr(s.mqtt_listen, port, mqtt_addr, sizeof mqtt_addr);
+				cfx_log_info("mqtt: MQTT 3.1.1 and 5.0 are on %s", mqtt_addr);
+			}
 		}
-		if (!rc) {
-			bound_addr(s.mqtt_listen, port, mqtt_addr, sizeof mqtt_addr);
-			cfx_log_info("mqtt: MQTT 3.1.1 and 5.0 are on %s", mqtt_addr);
+		if (!rc && listen_enabled(s.mqtt_ws_listen)) {
+			/* The same service behind a WebSocket transport (wss with mqtt.tls_cert). */
+			mqtt_ws.path = s.mqtt_ws_path;
+			struct cfx_listener_opts lo = { .name = "mqtt_ws",
+							.addr = s.mqtt_ws_listen,
+							.proto = &mqtt_conn_proto,
+							.proto_arg = mqtt,
+							.tls = mqtt_tls,
+							.ws = &mqtt_ws,
+							.conn_max = (uint32_t)s.mqtt_connections_max };
+			rc = cfx_server_listen(srv, &lo, &port);
+			if (!rc) {
+				bound_addr(s.mqtt_ws_listen, port, mqtt_ws_addr, sizeof mqtt_ws_addr);
+				cfx_log_info("mqtt: MQTT over WebSocket is on %s://%s%s", mqtt_tls ? "wss" : "ws",
+					     mqtt_ws_addr, s.mqtt_ws_path);
+			}
 		}
 	}
 	if (admin) {
@@ -412,10 +433,12 @@ int main(int argc, char **argv)
 		admin_service_set_listener(admin, "http", http_addr);
 		if (kafka_addr[0])
 			admin_service_set_listener(admin, "kafka", kafka_addr);
-		if (mqtt_addr[0]) {
+		if (mqtt_addr[0])
 			admin_service_set_listener(admin, "mqtt", mqtt_addr);
+		if (mqtt_ws_addr[0])
+			admin_service_set_listener(admin, "mqtt_ws", mqtt_ws_addr);
+		if (mqtt)
 			admin_service_add_metrics(admin, mqtt_service_metrics, mqtt);
-		}
 	}
 	if (!rc)
 		rc = cfx_server_start(srv);

@@ -73,6 +73,12 @@ const struct cfx_conf_def cfx_settings_table[] = {
 	  "host:port that Metadata tells Kafka clients to use; empty = the listener's address." },
 	{ "mqtt.listen", "mqtt-listen", CFX_CONF_STRING, OFF(mqtt_listen), "127.0.0.1:1883", 0, 0,
 	  NULL, 0, "Address of MQTT 3.1.1 and 5.0 (host:port, or off)." },
+	{ "mqtt.ws_listen", "mqtt-ws-listen", CFX_CONF_STRING, OFF(mqtt_ws_listen), "off", 0, 0,
+	  NULL, 0,
+	  "Address of MQTT over WebSocket, subprotocol \"mqtt\" (host:port, e.g. "
+	  "127.0.0.1:8083, or off); with mqtt.tls_cert it is wss." },
+	{ "mqtt.ws_path", NULL, CFX_CONF_STRING, OFF(mqtt_ws_path), "/mqtt", 0, 0, NULL, 0,
+	  "Request path of the MQTT WebSocket endpoint; other paths get 404 (empty = any path)." },
 	{ "mqtt.topic", NULL, CFX_CONF_STRING, OFF(mqtt_topic), "mqtt", 0, 0, NULL, 0,
 	  "The Conflux topic every MQTT message is stored in (created on start, MIXED); "
 	  "RocketMQ and Kafka clients read and write MQTT traffic there." },

@@ -36,6 +36,7 @@ struct cfx_settings {
 	char *kafka_advertised;
 	int64_t kafka_group_delay_ms;
 	char *mqtt_listen;
+	char *mqtt_ws_listen, *mqtt_ws_path;
 	char *kafka_tls_cert, *kafka_tls_key, *kafka_tls_client_ca;
 	char *mqtt_tls_cert, *mqtt_tls_key, *mqtt_tls_client_ca;
 	char *mqtt_topic;

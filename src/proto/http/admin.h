@@ -28,7 +28,7 @@ struct admin_opts {
 	uint32_t default_queues;   /* queues of a topic created without "queues" */
 };
 
-#define ADMIN_LISTENERS_MAX 4
+#define ADMIN_LISTENERS_MAX 8
 #define ADMIN_ADDR_MAX 272 /* "[host]:port" */
 
 struct admin_listener {

@@ -201,7 +201,8 @@ int mqtt_fanout_start(struct mqtt_service *svc);
 void mqtt_fanout_stop(struct mqtt_service *svc);
 
 /* server.c: sending on a connection (its loop). */
-void mqtt_conn_send_publish(struct mconn *mc, const struct outmsg *o, uint16_t pid, int dup);
+/* Returns 1 if sent, 0 if dropped (larger than the client's maximum packet size). */
+int mqtt_conn_send_publish(struct mconn *mc, const struct outmsg *o, uint16_t pid, int dup);
 void mqtt_conn_send_pubrel(struct mconn *mc, uint16_t pid);
 int mqtt_conn_can_send(struct mconn *mc);
 void mqtt_conn_kick(struct mconn *mc, int reason);

@@ -211,7 +211,7 @@ int mqtt_conn_can_send(struct mconn *mc)
 	return cfx_conn_is_writable(mc->c);
 }
 
-void mqtt_conn_send_publish(struct mconn *mc, const struct outmsg *o, uint16_t pid, int dup)
+int mqtt_conn_send_publish(struct mconn *mc, const struct outmsg *o, uint16_t pid, int dup)
 {
 	const struct mmsg *m = o->m;
 	struct mqtt_publish pub = { .dup = (uint8_t)dup,
@@ -284,9 +284,10 @@ void mqtt_conn_send_publish(struct mconn *mc, const struct outmsg *o, uint16_t p
 			cfx_free(mc->out_aliases[new_alias]);
 			mc->out_aliases[new_alias] = NULL;
 		}
-		return;
+		return 0;
 	}
 	send_packet(mc);
+	return 1;
 }
 
 static void send_ack(struct mconn *mc, int type, uint16_t pid, int reason)
@@ -684,6 +685,9 @@ static int on_connect(struct mconn *mc, const struct mqtt_connect *cn)
 	mc->s = mqtt_session_attach(svc, id, cn->clean_start, expiry, mc->version, mc,
 				    cfx_conn_handle_get(mc->c), mc->c->loop, &present, &old_h,
 				    &old_loop);
+	/* The limits are this connection's: none of an earlier one's carry over. */
+	mc->s->recv_max = 65535;
+	mc->s->max_packet = 0;
 	if (mc->version == MQTT_V5) {
 		if (cn->props.present & MQTT_PROP_BIT(RECEIVE_MAXIMUM))
 			mc->s->recv_max = cn->props.receive_max;

@@ -765,7 +765,14 @@ static void send_one(struct msession *s, struct outmsg *o, uint64_t lq_seq)
 	f->qos = o->qos;
 	f->o = *o;
 	f->lq_seq = lq_seq;
-	mqtt_conn_send_publish(s->conn, o, f->pid, 0);
+	if (!mqtt_conn_send_publish(s->conn, o, f->pid, 0)) {
+		/* Too large for the client: dropped, and done with as if it had
+		 * been acknowledged (MQTT 5, 3.1.2-25). */
+		if (lq_seq && s->lq)
+			cfx_lq_ack(s->svc->lqs, s->lq, lq_seq);
+		mmsg_unref(f->o.m);
+		s->ninfl--;
+	}
 }
 
 void mqtt_session_pump(struct mqtt_service *svc, struct msession *s)
