@@ -10,6 +10,8 @@
 #   make bench        the storage benchmark (conflux bench store)
 #   make bench-grpc   gRPC produce and end-to-end latency beside the store (bench/grpc.sh)
 #   make bench-kafka  Kafka produce and fetch with librdkafka beside the store (bench/kafka.sh)
+#   make bench-mqtt   MQTT throughput, idle connections and retained topics, confluxd
+#                     against a Mosquitto started beside it (bench/mqtt.sh)
 
 BUILD      ?= build
 ASAN_BUILD ?= build-asan
@@ -18,7 +20,7 @@ JOBS       ?= $(shell nproc)
 N          ?= 1000
 FUZZ_TIME  ?= 60
 
-.PHONY: all deps build run test test-release test-asan crash-test crash-test-broker fuzz bench bench-grpc bench-kafka clean
+.PHONY: all deps build run test test-release test-asan crash-test crash-test-broker fuzz bench bench-grpc bench-kafka bench-mqtt clean
 
 all: build
 
@@ -69,6 +71,9 @@ bench-grpc: build
 
 bench-kafka: build
 	BUILD=$(BUILD) ./bench/kafka.sh
+
+bench-mqtt: build
+	BUILD=$(BUILD) ./bench/mqtt.sh
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD)

@@ -6,7 +6,7 @@ set -eu
 
 PKGS="build-essential cmake ninja-build pkg-config libcmocka-dev clang llvm libclang-rt-dev
 	libnghttp2-dev libprotobuf-c-dev protobuf-c-compiler libssl-dev libjansson-dev
-	libhttp-parser-dev libwslay-dev openssl curl kcat librdkafka-dev
+	libhttp-parser-dev libwslay-dev openssl curl kcat librdkafka-dev libmosquitto-dev
 	zlib1g-dev libsnappy-dev liblz4-dev libzstd-dev mosquitto-clients python3-paho-mqtt"
 
 missing=""
