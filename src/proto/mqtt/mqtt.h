@@ -21,7 +21,8 @@ struct mqtt_opts {
 	const char *topic;	      /* the Conflux topic of all MQTT traffic */
 	uint32_t queues;	      /* its queues when created */
 	uint32_t session_queue_max;   /* messages an offline session keeps */
-	uint16_t receive_max;	      /* QoS 1/2 in flight to one client */
+	uint16_t receive_max;	      /* QoS 1/2 from one client in flight (announced) */
+	uint16_t inflight_max;	      /* QoS 1/2 in flight to one client */
 	uint32_t packet_bytes_max;    /* larger packets close the connection */
 	uint16_t keep_alive_max_s;    /* 0: the client's */
 	uint32_t session_expiry_max_s; /* cap on a session's expiry */

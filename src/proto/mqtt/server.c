@@ -57,8 +57,8 @@ struct mconn {
 	struct cfx_timer ka_timer;
 	struct pub_slot *head, *tail;
 	uint32_t pending;
-	char *aliases[TOPIC_ALIASES_MAX + 1]; /* inbound topic aliases, 1-based */
-	char *out_aliases[TOPIC_ALIASES_MAX + 1]; /* ours towards the client, 1-based */
+	char **aliases;	    /* inbound topic aliases, 1-based; allocated on first use */
+	char **out_aliases; /* ours towards the client, 1-based; allocated on first use */
 	uint16_t out_alias_max, out_alias_next;
 	struct mwill *will; /* sent if the connection ends badly */
 };
@@ -74,6 +74,7 @@ void mqtt_opts_default(struct mqtt_opts *o)
 	o->queues = 8;
 	o->session_queue_max = 1000;
 	o->receive_max = 100;
+	o->inflight_max = 1000;
 	o->packet_bytes_max = MQTT_PACKET_BYTES_MAX;
 	o->session_expiry_max_s = UINT32_MAX;
 	o->durability = CFX_DURABILITY_ASYNC;
@@ -229,6 +230,8 @@ int mqtt_conn_send_publish(struct mconn *mc, const struct outmsg *o, uint16_t pi
 			/* Topic aliases towards the client: a known topic goes as its alias
 			 * alone; a new one takes a free alias (or the next, round robin). */
 			uint16_t a = 0;
+			if (!mc->out_aliases)
+				mc->out_aliases = cfx_calloc(TOPIC_ALIASES_MAX + 1, sizeof(char *));
 			for (uint16_t i = 1; i <= mc->out_alias_max && !a; i++)
 				if (mc->out_aliases[i] && strlen(mc->out_aliases[i]) == m->topic.len &&
 				    !memcmp(mc->out_aliases[i], m->topic.p, m->topic.len))
@@ -685,12 +688,14 @@ static int on_connect(struct mconn *mc, const struct mqtt_connect *cn)
 	mc->s = mqtt_session_attach(svc, id, cn->clean_start, expiry, mc->version, mc,
 				    cfx_conn_handle_get(mc->c), mc->c->loop, &present, &old_h,
 				    &old_loop);
-	/* The limits are this connection's: none of an earlier one's carry over. */
-	mc->s->recv_max = 65535;
+	/* The limits are this connection's: none of an earlier one's carry over.
+	 * QoS 1/2 messages in flight to the client: at most the server's window
+	 * (mqtt_opts.inflight_max, 1000), fewer if the client's Receive Maximum says so. */
+	mc->s->recv_max = svc->o.inflight_max;
 	mc->s->max_packet = 0;
 	if (mc->version == MQTT_V5) {
 		if (cn->props.present & MQTT_PROP_BIT(RECEIVE_MAXIMUM))
-			mc->s->recv_max = cn->props.receive_max;
+			mc->s->recv_max = CFX_MIN(cn->props.receive_max, svc->o.inflight_max);
 		if (cn->props.present & MQTT_PROP_BIT(MAXIMUM_PACKET_SIZE))
 			mc->s->max_packet = cn->props.max_packet_bytes;
 		if (cn->props.present & MQTT_PROP_BIT(TOPIC_ALIAS_MAXIMUM))
@@ -727,6 +732,8 @@ static int on_publish(struct mconn *mc, struct mqtt_publish *pub)
 			mqtt_conn_kick(mc, MQTT_RC_TOPIC_ALIAS_INVALID);
 			return -1;
 		}
+		if (!mc->aliases)
+			mc->aliases = cfx_calloc(TOPIC_ALIASES_MAX + 1, sizeof(char *));
 		if (topic.len) {
 			cfx_free(mc->aliases[a]);
 			mc->aliases[a] = cfx_strndup((const char *)topic.p, topic.len);
@@ -911,8 +918,8 @@ static int on_open(struct cfx_conn *c)
 	mc->svc = cfx_listener_proto_arg(c->listener);
 	mc->c = c;
 	mc->last_rx_ms = cfx_loop_now_ms(c->loop);
-	cfx_writer_init(&mc->in, 1024);
-	cfx_writer_init(&mc->out, 256);
+	cfx_writer_init(&mc->in, 64); /* idle connections stay small; both grow on demand */
+	cfx_writer_init(&mc->out, 64);
 	c->proto_data = mc;
 	return 0;
 }
@@ -943,6 +950,10 @@ static int on_read(struct cfx_conn *c, const uint8_t *p, size_t n)
 	}
 	memmove(mc->in.p, mc->in.p + pos, mc->in.len - pos);
 	mc->in.len -= pos;
+	if (!mc->in.len && mc->in.cap > 16384) { /* a large packet passed: give it back */
+		cfx_writer_free(&mc->in);
+		cfx_writer_init(&mc->in, 64);
+	}
 	return 0;
 }
 
@@ -993,9 +1004,13 @@ static void on_close(struct cfx_conn *c)
 	if (mc->s)
 		mqtt_session_detach(mc->svc, mc->s, mc);
 	for (int i = 0; i <= TOPIC_ALIASES_MAX; i++) {
-		cfx_free(mc->aliases[i]);
-		cfx_free(mc->out_aliases[i]);
+		if (mc->aliases)
+			cfx_free(mc->aliases[i]);
+		if (mc->out_aliases)
+			cfx_free(mc->out_aliases[i]);
 	}
+	cfx_free(mc->aliases);
+	cfx_free(mc->out_aliases);
 	mqtt_will_free(mc->will);
 	cfx_writer_free(&mc->in);
 	cfx_writer_free(&mc->out);

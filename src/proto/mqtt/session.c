@@ -875,7 +875,18 @@ void mqtt_session_send_retained(struct mqtt_service *svc, struct msession *s,
 	struct retained_list rl = { .filter = filter };
 
 	CFX_UNUSED(rap); /* retained messages sent for a new subscription keep their flag */
-	cfx_lq_foreach(svc->lqs, CFX_VIEW_STR("r/"), collect_retained, &rl);
+	if (!memchr(filter.p, '+', filter.len) && !memchr(filter.p, '#', filter.len)) {
+		/* No wildcard: at most one retained message, found by name. */
+		char name[MQTT_TOPIC_BYTES_MAX + 3];
+		uint32_t id;
+		int n = snprintf(name, sizeof name, "r/%.*s", (int)filter.len, (const char *)filter.p);
+		if (cfx_lq_get(svc->lqs, (struct cfx_view){ (uint8_t *)name, (size_t)n }, 0, &id) == 0)
+			collect_retained(&rl, (struct cfx_view){ (uint8_t *)name, (size_t)n }, id);
+	} else {
+		/* A wildcard: every retained topic is a candidate (a retained-topic
+		 * tree would narrow this; docs/mqtt.md). */
+		cfx_lq_foreach(svc->lqs, CFX_VIEW_STR("r/"), collect_retained, &rl);
+	}
 	for (uint32_t i = 0; i < rl.n; i++) {
 		struct cfx_lq_entry e;
 		uint64_t head, tail, seq;
