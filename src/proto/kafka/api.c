@@ -23,11 +23,6 @@
 #define FETCH_REFS_MAX 256
 #define FETCH_COPY_MAX (64u << 10) /* a partition's records below this are copied */
 
-static char *vdup(struct cfx_view v)
-{
-	return cfx_strndup((const char *)v.p, v.len);
-}
-
 static int16_t kerr_of(int err)
 {
 	switch (err) {
@@ -51,14 +46,6 @@ static int16_t kerr_of(int err)
 	default:
 		return KF_ERR_UNKNOWN_SERVER_ERROR;
 	}
-}
-
-/* A request body that does not decode: the connection goes. */
-static void bad_request(struct kconn *kc, struct kreq *r, const char *api)
-{
-	cfx_log_ratelimited(CFX_LOG_INFO, "kafka: %s: malformed %s v%d request; closing",
-			    kc->c->peer, api, r->h.api_version);
-	cfx_conn_close(kc->c, "malformed Kafka request");
 }
 
 /* The topic (auto-created when allowed) and whether Kafka records fit it. */
@@ -117,7 +104,7 @@ void kf_metadata(struct kconn *kc, struct kreq *r, struct cfx_reader *rd)
 				names.cap = names.cap ? names.cap * 2 : 8;
 				names.v = cfx_realloc(names.v, names.cap * sizeof *names.v);
 			}
-			names.v[names.n++] = vdup(t);
+			names.v[names.n++] = kafka__vdup(t);
 		}
 	}
 	if (v >= 4)
@@ -130,7 +117,7 @@ void kf_metadata(struct kconn *kc, struct kreq *r, struct cfx_reader *rd)
 		for (uint32_t i = 0; i < names.n; i++)
 			cfx_free(names.v[i]);
 		cfx_free(names.v);
-		bad_request(kc, r, "Metadata");
+		kafka__bad_request(kc, r, "Metadata");
 		return;
 	}
 	if (n < 0) /* null: all topics */
@@ -246,7 +233,7 @@ void kf_list_offsets(struct kconn *kc, struct kreq *r, struct cfx_reader *rd)
 	}
 	if (rd->err) {
 		cfx_writer_free(&body);
-		bad_request(kc, r, "ListOffsets");
+		kafka__bad_request(kc, r, "ListOffsets");
 		return;
 	}
 	size_t start = kreq_begin(r);
@@ -488,7 +475,7 @@ void kf_produce(struct kconn *kc, struct kreq *r, struct cfx_reader *rd)
 		kf_skip_tagged_fields(rd);
 	if (rd->err || nt < 0 || (acks != 0 && acks != 1 && acks != -1)) {
 		produce_free(pr);
-		bad_request(kc, r, "Produce");
+		kafka__bad_request(kc, r, "Produce");
 		return;
 	}
 	*rd = save;
@@ -506,7 +493,7 @@ void kf_produce(struct kconn *kc, struct kreq *r, struct cfx_reader *rd)
 
 		if (!terr && !cfx_broker_type_accepts(ti.type, CFX_MSG_NORMAL))
 			terr = KF_ERR_INVALID_RECORD;
-		t->name = vdup(name);
+		t->name = kafka__vdup(name);
 		t->nparts = (uint32_t)(np < 0 ? 0 : np);
 		t->parts = cfx_calloc(t->nparts + 1, sizeof *t->parts);
 		for (int32_t k = 0; k < np; k++) {
@@ -922,7 +909,7 @@ void kf_fetch(struct kconn *kc, struct kreq *r, struct cfx_reader *rd)
 		struct cfx_view name = kf_read_string(rd, 0, &null);
 		int32_t np = kf_read_array_len(rd, 0);
 		f->ntopics++;
-		t->name = vdup(name);
+		t->name = kafka__vdup(name);
 		if (np > 0 && !rd->err)
 			t->parts = cfx_calloc((size_t)np, sizeof *t->parts);
 		for (int32_t k = 0; k < np && !rd->err; k++) {
@@ -950,7 +937,7 @@ void kf_fetch(struct kconn *kc, struct kreq *r, struct cfx_reader *rd)
 		kf_read_string(rd, 0, &null); /* rack */
 	if (rd->err || nt < 0) {
 		kf_fetch_free(f);
-		bad_request(kc, r, "Fetch");
+		kafka__bad_request(kc, r, "Fetch");
 		return;
 	}
 	if (f->max_bytes <= 0)
@@ -1042,7 +1029,7 @@ void kf_create_topics(struct kconn *kc, struct kreq *r, struct cfx_reader *rd)
 	validate_only = kf_read_bool(rd);
 	if (rd->err || nt < 0) {
 		cfx_free(res);
-		bad_request(kc, r, "CreateTopics");
+		kafka__bad_request(kc, r, "CreateTopics");
 		return;
 	}
 	struct cfx_writer *w = &r->out;
@@ -1108,7 +1095,7 @@ void kf_delete_topics(struct kconn *kc, struct kreq *r, struct cfx_reader *rd)
 	kf_read_i32(rd); /* timeout */
 	if (rd->err || nt < 0) {
 		cfx_free(names);
-		bad_request(kc, r, "DeleteTopics");
+		kafka__bad_request(kc, r, "DeleteTopics");
 		return;
 	}
 	struct cfx_writer *w = &r->out;

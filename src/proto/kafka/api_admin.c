@@ -29,13 +29,6 @@
 /* Kafka's longest topic name. */
 #define TOPIC_NAME_BYTES_MAX 249
 
-static void bad_request(struct kconn *kc, struct kreq *r, const char *api)
-{
-	cfx_log_ratelimited(CFX_LOG_INFO, "kafka: %s: malformed %s v%d request; closing",
-			    kc->c->peer, api, r->h.api_version);
-	cfx_conn_close(kc->c, "malformed Kafka request");
-}
-
 /* A nullable error message: NULL is written as null. */
 static void write_message(struct cfx_writer *w, const char *msg, int flex)
 {
@@ -212,7 +205,7 @@ void kf_create_partitions(struct kconn *kc, struct kreq *r, struct cfx_reader *r
 		kf_skip_tagged_fields(rd);
 	if (rd->err || nt < 0) {
 		cfx_free(topics);
-		bad_request(kc, r, "CreatePartitions");
+		kafka__bad_request(kc, r, "CreatePartitions");
 		return;
 	}
 	cp_mark_duplicates(topics, nt);
@@ -514,7 +507,7 @@ void kf_describe_configs(struct kconn *kc, struct kreq *r, struct cfx_reader *rd
 	if (flex)
 		kf_skip_tagged_fields(rd);
 	if (rd->err || n < 0) {
-		bad_request(kc, r, "DescribeConfigs");
+		kafka__bad_request(kc, r, "DescribeConfigs");
 		return;
 	}
 
@@ -559,7 +552,7 @@ void kf_describe_cluster(struct kconn *kc, struct kreq *r, struct cfx_reader *rd
 	if (flex)
 		kf_skip_tagged_fields(rd);
 	if (rd->err) {
-		bad_request(kc, r, "DescribeCluster");
+		kafka__bad_request(kc, r, "DescribeCluster");
 		return;
 	}
 	if (endpoint == ENDPOINT_CONTROLLERS) {
@@ -675,7 +668,7 @@ void kf_offset_for_leader_epoch(struct kconn *kc, struct kreq *r, struct cfx_rea
 		kf_skip_tagged_fields(rd);
 	if (rd->err || nt < 0) {
 		cfx_writer_free(&body);
-		bad_request(kc, r, "OffsetForLeaderEpoch");
+		kafka__bad_request(kc, r, "OffsetForLeaderEpoch");
 		return;
 	}
 	size_t start = kreq_begin(r);

@@ -111,21 +111,9 @@ struct kafka_coord {
  * Helpers
  * ------------------------------------------------------------------------ */
 
-static char *vdup(struct cfx_view v)
-{
-	return cfx_strndup((const char *)v.p, v.len);
-}
-
 static int view_is(struct cfx_view v, const char *s)
 {
 	return s && v.len == strlen(s) && (v.len == 0 || !memcmp(v.p, s, v.len));
-}
-
-static void malformed(struct kconn *kc, struct kreq *r, const char *api)
-{
-	cfx_log_ratelimited(CFX_LOG_INFO, "kafka: %s: malformed %s v%d request; closing",
-			    kc->c->peer, api, r->h.api_version);
-	cfx_conn_close(kc->c, "malformed Kafka request");
 }
 
 static void outbox_add(struct outbox *ob, struct waiter w)
@@ -470,7 +458,7 @@ static struct group *group_get(struct kafka_coord *co, struct cfx_view id)
 	if (g || co->ngroups >= GROUPS_MAX)
 		return g;
 	g = cfx_calloc(1, sizeof *g);
-	g->id = vdup(id);
+	g->id = kafka__vdup(id);
 	g->next = co->groups;
 	co->groups = g;
 	co->ngroups++;
@@ -665,7 +653,7 @@ void kf_find_coordinator(struct kconn *kc, struct kreq *r, struct cfx_reader *rd
 	if (flex)
 		kf_skip_tagged_fields(rd);
 	if (rd->err || nkeys < 0) {
-		malformed(kc, r, "FindCoordinator");
+		kafka__bad_request(kc, r, "FindCoordinator");
 		return;
 	}
 	/* Groups are served here; transactions are not (no transactional ids). */
@@ -788,7 +776,7 @@ void kf_join_group(struct kconn *kc, struct kreq *r, struct cfx_reader *rd)
 			kf_skip_tagged_fields(rd);
 		if (rd->err)
 			break;
-		protos[nread++] = (struct kproto){ vdup(name), (uint8_t *)meta.p, meta.len };
+		protos[nread++] = (struct kproto){ kafka__vdup(name), (uint8_t *)meta.p, meta.len };
 	}
 	if (v >= 8)
 		kf_read_string(rd, flex, &null); /* Reason: logged by the client */
@@ -797,7 +785,7 @@ void kf_join_group(struct kconn *kc, struct kreq *r, struct cfx_reader *rd)
 	if (rd->err || np < 0) {
 		for (int32_t i = 0; i < nread; i++)
 			cfx_free(protos[i].name);
-		malformed(kc, r, "JoinGroup");
+		kafka__bad_request(kc, r, "JoinGroup");
 		return;
 	}
 	err = core_group(svc, gid);
@@ -873,10 +861,10 @@ void kf_join_group(struct kconn *kc, struct kreq *r, struct cfx_reader *rd)
 		struct member **pp = &g->members;
 		m = cfx_calloc(1, sizeof *m);
 		m->id = new_id;
-		m->client_id = r->h.client_id_null ? cfx_strdup("") : vdup(r->h.client_id);
+		m->client_id = r->h.client_id_null ? cfx_strdup("") : kafka__vdup(r->h.client_id);
 		m->host = cfx_strdup(kc->c->peer);
 		if (!instance_null)
-			m->instance_id = vdup(instance);
+			m->instance_id = kafka__vdup(instance);
 		while (*pp)
 			pp = &(*pp)->next;
 		*pp = m;
@@ -902,7 +890,7 @@ void kf_join_group(struct kconn *kc, struct kreq *r, struct cfx_reader *rd)
 	m->join = waiter_of(kc, r);
 	m->joined = 1;
 	if (!g->protocol_type)
-		g->protocol_type = vdup(ptype);
+		g->protocol_type = kafka__vdup(ptype);
 	switch (g->state) {
 	case G_PREPARING:
 		try_complete_join(co, g, now, &ob);
@@ -1002,7 +990,7 @@ void kf_sync_group(struct kconn *kc, struct kreq *r, struct cfx_reader *rd)
 		kf_skip_tagged_fields(rd);
 	if (rd->err) {
 		cfx_free(as);
-		malformed(kc, r, "SyncGroup");
+		kafka__bad_request(kc, r, "SyncGroup");
 		return;
 	}
 
@@ -1063,7 +1051,7 @@ void kf_heartbeat(struct kconn *kc, struct kreq *r, struct cfx_reader *rd)
 	if (flex)
 		kf_skip_tagged_fields(rd);
 	if (rd->err) {
-		malformed(kc, r, "Heartbeat");
+		kafka__bad_request(kc, r, "Heartbeat");
 		return;
 	}
 	pthread_mutex_lock(&co->mu);
@@ -1128,7 +1116,7 @@ void kf_leave_group(struct kconn *kc, struct kreq *r, struct cfx_reader *rd)
 		cfx_free(ids);
 		cfx_free(inst);
 		cfx_free(errs);
-		malformed(kc, r, "LeaveGroup");
+		kafka__bad_request(kc, r, "LeaveGroup");
 		return;
 	}
 
@@ -1266,7 +1254,7 @@ void kf_offset_commit(struct kconn *kc, struct kreq *r, struct cfx_reader *rd)
 	if (flex)
 		kf_skip_tagged_fields(rd);
 	if (rd->err || nt < 0) {
-		malformed(kc, r, "OffsetCommit");
+		kafka__bad_request(kc, r, "OffsetCommit");
 		return;
 	}
 	*rd = save;
@@ -1468,7 +1456,7 @@ void kf_offset_fetch(struct kconn *kc, struct kreq *r, struct cfx_reader *rd)
 	if (flex)
 		kf_skip_tagged_fields(rd);
 	if (rd->err || ng < 0) {
-		malformed(kc, r, "OffsetFetch");
+		kafka__bad_request(kc, r, "OffsetFetch");
 		return;
 	}
 	*rd = save;
@@ -1581,7 +1569,7 @@ void kf_list_groups(struct kconn *kc, struct kreq *r, struct cfx_reader *rd)
 	if (flex)
 		kf_skip_tagged_fields(rd);
 	if (rd->err) {
-		malformed(kc, r, "ListGroups");
+		kafka__bad_request(kc, r, "ListGroups");
 		return;
 	}
 
@@ -1644,7 +1632,7 @@ void kf_describe_groups(struct kconn *kc, struct kreq *r, struct cfx_reader *rd)
 	if (flex)
 		kf_skip_tagged_fields(rd);
 	if (rd->err || n < 0) {
-		malformed(kc, r, "DescribeGroups");
+		kafka__bad_request(kc, r, "DescribeGroups");
 		return;
 	}
 	*rd = save;

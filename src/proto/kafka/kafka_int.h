@@ -55,6 +55,10 @@ struct kconn {
 void kconn_flush(struct kconn *kc);
 void kreq_done(struct kreq *r);
 size_t kreq_begin(struct kreq *r);
+/* Closes the connection of a request whose body does not decode. */
+void kafka__bad_request(struct kconn *kc, struct kreq *r, const char *api);
+/* A NUL-terminated copy of a view. */
+char *kafka__vdup(struct cfx_view v);
 /* Appends n bytes at p to the response by reference (see struct kf_ref). */
 void kreq_add_ref(struct kreq *r, const uint8_t *p, size_t n);
 /* Ends a response begun with kreq_begin: its size counts the references. */

@@ -150,6 +150,20 @@ void kreq_done(struct kreq *r)
 	kconn_flush(r->kc);
 }
 
+/* A request body that does not decode: the connection goes (Kafka
+ * clients reconnect). */
+void kafka__bad_request(struct kconn *kc, struct kreq *r, const char *api)
+{
+	cfx_log_ratelimited(CFX_LOG_INFO, "kafka: %s: malformed %s v%d request; closing",
+			    kc->c->peer, api, r->h.api_version);
+	cfx_conn_close(kc->c, "malformed Kafka request");
+}
+
+char *kafka__vdup(struct cfx_view v)
+{
+	return cfx_strndup((const char *)v.p, v.len);
+}
+
 /* Starts the response of a request (header per the API and version). */
 size_t kreq_begin(struct kreq *r)
 {
