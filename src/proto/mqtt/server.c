@@ -918,7 +918,8 @@ static int on_open(struct cfx_conn *c)
 	mc->svc = cfx_listener_proto_arg(c->listener);
 	mc->c = c;
 	mc->last_rx_ms = cfx_loop_now_ms(c->loop);
-	cfx_writer_init(&mc->in, 64); /* idle connections stay small; both grow on demand */
+	/* Idle connections stay small: `in` holds only a packet split across
+	 * reads (allocated then), `out` starts small and grows on demand. */
 	cfx_writer_init(&mc->out, 64);
 	c->proto_data = mc;
 	return 0;
@@ -927,13 +928,20 @@ static int on_open(struct cfx_conn *c)
 static int on_read(struct cfx_conn *c, const uint8_t *p, size_t n)
 {
 	struct mconn *mc = c->proto_data;
-	size_t pos = 0;
+	const uint8_t *buf = p;
+	size_t pos = 0, len = n;
 
 	mc->last_rx_ms = cfx_loop_now_ms(c->loop);
-	cfx_write_bytes(&mc->in, p, n);
-	while (pos < mc->in.len) {
+	if (mc->in.len) { /* the rest of a split packet: continue it */
+		cfx_write_bytes(&mc->in, p, n);
+		buf = mc->in.p;
+		len = mc->in.len;
+	}
+	/* Whole packets are decoded where they lie (the views live until the
+	 * handler returns); only a split tail is kept. */
+	while (pos < len) {
 		size_t frame;
-		int rc = mqtt_frame_check(mc->in.p + pos, mc->in.len - pos,
+		int rc = mqtt_frame_check(buf + pos, len - pos,
 					  mc->connected ? mc->svc->o.packet_bytes_max
 							: MQTT_CONNECT_BYTES_MAX,
 					  &frame);
@@ -944,16 +952,20 @@ static int on_read(struct cfx_conn *c, const uint8_t *p, size_t n)
 							 : MQTT_RC_MALFORMED_PACKET);
 			return -1;
 		}
-		if (handle_packet(mc, mc->in.p + pos, frame))
+		if (handle_packet(mc, buf + pos, frame))
 			return -1;
 		pos += frame;
 	}
-	memmove(mc->in.p, mc->in.p + pos, mc->in.len - pos);
-	mc->in.len -= pos;
-	if (!mc->in.len && mc->in.cap > 16384) { /* a large packet passed: give it back */
-		cfx_writer_free(&mc->in);
-		cfx_writer_init(&mc->in, 64);
+	if (buf != mc->in.p) {
+		if (pos < len)
+			cfx_write_bytes(&mc->in, buf + pos, len - pos);
+		return 0;
 	}
+	if (pos)
+		memmove(mc->in.p, mc->in.p + pos, mc->in.len - pos);
+	mc->in.len -= pos;
+	if (!mc->in.len && mc->in.cap > 16384) /* a large packet passed: give it back */
+		cfx_writer_free(&mc->in);
 	return 0;
 }
 

@@ -613,7 +613,7 @@ int mqtt_session_subscribe(struct mqtt_service *svc, struct msession *s,
 			sb = &s->subs[i];
 	if (!sb) {
 		if (s->nsubs == s->capsubs) {
-			s->capsubs = s->capsubs ? s->capsubs * 2 : 4;
+			s->capsubs = s->capsubs ? s->capsubs * 2 : 1; /* most clients hold one */
 			s->subs = cfx_realloc(s->subs, s->capsubs * sizeof *s->subs);
 		}
 		sb = &s->subs[s->nsubs++];
