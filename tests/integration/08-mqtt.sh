@@ -92,6 +92,14 @@ $PUB -t r/t -n -r -q 1 || fail "clear retained"
 $SUB -t 'r/#' -v -W 1 >"$T/r2.out" 2>&1
 ! grep -q kept "$T/r2.out" || fail "cleared retained message still delivered: $(cat "$T/r2.out")"
 
+# Retained messages through wildcard filters (the retained-topic tree).
+for t in rw/a/1 rw/b/2 rw/a/3 rw/a; do $PUB -t $t -m "v-$t" -r -q 1 || fail "retain $t"; done
+[ "$($SUB -t 'rw/a/+' -v -C 2 -W 5 | sort | tr '\n' ' ')" = "rw/a/1 v-rw/a/1 rw/a/3 v-rw/a/3 " ] ||
+	fail "retained through +"
+[ "$($SUB -t 'rw/+/2' -v -C 1 -W 5)" = "rw/b/2 v-rw/b/2" ] || fail "retained through a middle +"
+[ "$($SUB -t 'rw/a/#' -v -C 3 -W 5 | sort | tr '\n' ' ')" = "rw/a v-rw/a rw/a/1 v-rw/a/1 rw/a/3 v-rw/a/3 " ] ||
+	fail "retained through # (parent included)"
+
 # MQTT 5: user properties and content type arrive with the message.
 sub_bg v5 -V 5 -t v/1 -C 1 -F '%t|%p|%P|%C'
 $PUB -V 5 -t v/1 -m five -q 1 -D publish user-property k1 val1 -D publish content-type text/x ||

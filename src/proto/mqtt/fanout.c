@@ -105,6 +105,7 @@ void mqtt_retain_update(struct mqtt_service *svc, struct cfx_view topic, uint8_t
 
 	if (cfx_lq_get(svc->lqs, v, 1, &id))
 		return;
+	mqtt_retained_add(svc->retained, topic, id);
 	cfx_log_debug(CFX_LOGC_NET, "mqtt: retained %.*s%s at %u/%" PRIu64, (int)topic.len,
 		      (const char *)topic.p, empty ? " cleared" : "", queue, offset);
 	if (cfx_lq_bounds(svc->lqs, id, &head, &tail) == 0 &&

@@ -135,6 +135,7 @@ struct mqtt_service {
 	char *dir;
 	struct mqtt_tree *tree;
 	struct cfx_lqs *lqs;
+	struct mqtt_retained *retained;
 	/* sessions */
 	pthread_mutex_t mu;
 	struct msession **tab;
@@ -188,6 +189,17 @@ void mqtt_session_send_retained(struct mqtt_service *svc, struct msession *s,
 				struct cfx_view filter, uint8_t qos, uint32_t sub_id, int rap);
 /* Reads the stored message at (queue, offset) of the MQTT topic. */
 struct mmsg *mqtt_read_msg(struct mqtt_service *svc, uint32_t queue, uint64_t offset);
+
+/* retained.c: the retained topics' names as a tree of levels. */
+struct mqtt_retained;
+struct mqtt_retained *mqtt_retained_new(void);
+void mqtt_retained_free(struct mqtt_retained *r);
+/* Records that `topic`'s retained message is light queue `id`. @thread any */
+void mqtt_retained_add(struct mqtt_retained *r, struct cfx_view topic, uint32_t id);
+/* Calls fn for the light queue of every retained topic `filter` matches
+ * ($-topics not by a leading wildcard); fn must not call back in. */
+void mqtt_retained_match(struct mqtt_retained *r, struct cfx_view filter,
+			 void (*fn)(void *arg, uint32_t id), void *arg);
 
 /* fanout.c */
 /* Sends the current $SYS values matching a new subscription. */

@@ -80,6 +80,13 @@ void mqtt_opts_default(struct mqtt_opts *o)
 	o->durability = CFX_DURABILITY_ASYNC;
 }
 
+/* A retained topic found in the light queues at start. */
+static void retained_known(void *arg, struct cfx_view name, uint32_t id)
+{
+	struct mqtt_service *svc = arg;
+	mqtt_retained_add(svc->retained, (struct cfx_view){ name.p + 2, name.len - 2 }, id);
+}
+
 int mqtt_service_new(struct cfx_broker *br, const char *dir, const struct mqtt_opts *o,
 		     struct mqtt_service **out)
 {
@@ -118,6 +125,8 @@ int mqtt_service_new(struct cfx_broker *br, const char *dir, const struct mqtt_o
 		cfx_log_error("mqtt: cannot open the light queues in %s: %s", lqdir, cfx_strerror(rc));
 		goto fail;
 	}
+	svc->retained = mqtt_retained_new();
+	cfx_lq_foreach(svc->lqs, CFX_VIEW_STR("r/"), retained_known, svc);
 	rc = mqtt_sessions_open(svc);
 	if (rc) {
 		cfx_log_error("mqtt: cannot open the sessions journal in %s: %s", dir,
@@ -191,6 +200,7 @@ void mqtt_service_free(struct mqtt_service *svc)
 		cfx_lq_close(svc->lqs);
 	if (svc->tree)
 		mqtt_tree_free(svc->tree);
+	mqtt_retained_free(svc->retained);
 	pthread_mutex_destroy(&svc->mu);
 	cfx_free(svc->topic);
 	cfx_free(svc->dir);

@@ -869,6 +869,17 @@ static void collect_retained(void *arg, struct cfx_view name, uint32_t id)
 	rl->ids[rl->n++] = id;
 }
 
+static void collect_retained_id(void *arg, uint32_t id)
+{
+	struct retained_list *rl = arg;
+
+	if (rl->n == rl->cap) {
+		rl->cap = rl->cap ? rl->cap * 2 : 16;
+		rl->ids = cfx_realloc(rl->ids, rl->cap * sizeof *rl->ids);
+	}
+	rl->ids[rl->n++] = id;
+}
+
 void mqtt_session_send_retained(struct mqtt_service *svc, struct msession *s,
 				struct cfx_view filter, uint8_t qos, uint32_t sub_id, int rap)
 {
@@ -883,9 +894,8 @@ void mqtt_session_send_retained(struct mqtt_service *svc, struct msession *s,
 		if (cfx_lq_get(svc->lqs, (struct cfx_view){ (uint8_t *)name, (size_t)n }, 0, &id) == 0)
 			collect_retained(&rl, (struct cfx_view){ (uint8_t *)name, (size_t)n }, id);
 	} else {
-		/* A wildcard: every retained topic is a candidate (a retained-topic
-		 * tree would narrow this; docs/mqtt.md). */
-		cfx_lq_foreach(svc->lqs, CFX_VIEW_STR("r/"), collect_retained, &rl);
+		/* A wildcard: the tree of retained topics visits only what can match. */
+		mqtt_retained_match(svc->retained, filter, collect_retained_id, &rl);
 	}
 	for (uint32_t i = 0; i < rl.n; i++) {
 		struct cfx_lq_entry e;
