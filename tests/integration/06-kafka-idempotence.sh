@@ -14,44 +14,16 @@
 set -u
 BUILD=$1
 PROG=$2
-T=$(mktemp -d /tmp/cfx-it-kidem-XXXXXX)
-PID=
-cleanup() {
-	[ -n "$PID" ] && kill -9 "$PID" 2>/dev/null
-	rm -rf "$T"
-}
-trap cleanup EXIT
-fail() {
-	echo "FAIL: $*"
-	for f in "$T"/*.out "$T"/*.err; do
-		[ -s "$f" ] && { echo "--- $f"; tail -n 30 "$f"; }
-	done
-	[ -f "$T/log" ] && { echo "--- server log"; tail -n 30 "$T/log"; }
-	exit 1
-}
+. "$(dirname "$0")/lib.sh"
+it_init kidem
 command -v kcat >/dev/null || fail "kcat is required (Debian package kcat; tools/install-deps.sh)"
 
 start() {
-	: >"$T/log"
-	"$BUILD/confluxd" --data-dir "$T/data" --grpc-listen 127.0.0.1:0 --http-listen 127.0.0.1:0 \
-		--kafka-listen 127.0.0.1:0 --mqtt-listen off --store.segment_bytes 32MiB --store.populate_ahead 0 \
-		>"$T/log" 2>&1 &
-	PID=$!
-	i=0
-	until grep -q "confluxd ready" "$T/log"; do
-		i=$((i + 1))
-		kill -0 $PID 2>/dev/null || fail "confluxd exited during start"
-		[ $i -gt 300 ] && fail "confluxd did not become ready"
-		sleep 0.1
-	done
-	KAFKA=$(sed -n 's/.*the Kafka protocol is on \([0-9.]*:[0-9]*\).*/\1/p' "$T/log")
-	[ -n "$KAFKA" ] || fail "no Kafka address in the server log"
+	it_start --grpc-listen 127.0.0.1:0 --http-listen 127.0.0.1:0 --kafka-listen 127.0.0.1:0 \
+		--mqtt-listen off
+	it_addr KAFKA kafka
 }
-stop() {
-	kill -TERM $PID
-	wait $PID || fail "confluxd exit status $? after SIGTERM"
-	PID=
-}
+stop() { it_stop; }
 
 start
 

@@ -11,37 +11,14 @@
 set -u
 BUILD=$1
 CLI=$BUILD/conflux
-T=$(mktemp -d /tmp/cfx-it-kafka-XXXXXX)
-PID=
-cleanup() {
-	[ -n "$PID" ] && kill -9 "$PID" 2>/dev/null
-	rm -rf "$T"
-}
-trap cleanup EXIT
-fail() {
-	echo "FAIL: $*"
-	for f in "$T"/*.out "$T"/*.err; do
-		[ -s "$f" ] && { echo "--- $f"; tail -n 20 "$f"; }
-	done
-	[ -f "$T/log" ] && { echo "--- server log"; tail -n 30 "$T/log"; }
-	exit 1
-}
+. "$(dirname "$0")/lib.sh"
+it_init kafka
 command -v kcat >/dev/null || fail "kcat is required (Debian package kcat; tools/install-deps.sh)"
 
-"$BUILD/confluxd" --data-dir "$T/data" --grpc-listen 127.0.0.1:0 --http-listen 127.0.0.1:0 \
-	--kafka-listen 127.0.0.1:0 --mqtt-listen off --store.segment_bytes 32MiB --store.populate_ahead 0 \
-	>"$T/log" 2>&1 &
-PID=$!
-i=0
-until grep -q "confluxd ready" "$T/log"; do
-	i=$((i + 1))
-	kill -0 $PID 2>/dev/null || fail "confluxd exited during start"
-	[ $i -gt 300 ] && fail "confluxd did not become ready"
-	sleep 0.1
-done
-HTTP=$(sed -n 's/.*the admin API and \/metrics are on \([0-9.]*:[0-9]*\).*/\1/p' "$T/log")
-KAFKA=$(sed -n 's/.*the Kafka protocol is on \([0-9.]*:[0-9]*\).*/\1/p' "$T/log")
-[ -n "$HTTP" ] && [ -n "$KAFKA" ] || fail "no admin or Kafka address in the server log"
+it_start --grpc-listen 127.0.0.1:0 --http-listen 127.0.0.1:0 --kafka-listen 127.0.0.1:0 \
+	--mqtt-listen off
+it_addr HTTP http
+it_addr KAFKA kafka
 export CONFLUX_SERVER=$HTTP
 KC="timeout 60 kcat -b $KAFKA"
 

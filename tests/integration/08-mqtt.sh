@@ -11,41 +11,17 @@
 #   08-mqtt.sh BUILD_DIR
 set -u
 BUILD=$1
-T=$(mktemp -d /tmp/cfx-it-mqtt-XXXXXX)
-PID=
-cleanup() {
-	[ -n "$PID" ] && kill -9 "$PID" 2>/dev/null
-	rm -rf "$T"
-}
-trap cleanup EXIT
-fail() {
-	echo "FAIL: $*"
-	for f in "$T"/*.out "$T"/*.err; do
-		[ -s "$f" ] && { echo "--- $f"; tail -n 20 "$f"; }
-	done
-	[ -f "$T/log" ] && { echo "--- server log"; tail -n 30 "$T/log"; }
-	exit 1
-}
+. "$(dirname "$0")/lib.sh"
+it_init mqtt
 for c in mosquitto_pub mosquitto_sub kcat; do
 	command -v $c >/dev/null || fail "$c is required (tools/install-deps.sh)"
 done
 
-start() {
-	: >"$T/log"
-	"$BUILD/confluxd" --data-dir "$T/data" --grpc-listen off --http-listen 127.0.0.1:0 \
-		--kafka-listen 127.0.0.1:${KPORT:-0} --mqtt-listen 127.0.0.1:${MPORT:-0} \
-		--store.segment_bytes 32MiB --store.populate_ahead 0 >"$T/log" 2>&1 &
-	PID=$!
-	i=0
-	until grep -q "confluxd ready" "$T/log"; do
-		i=$((i + 1))
-		kill -0 $PID 2>/dev/null || fail "confluxd exited during start"
-		[ $i -gt 300 ] && fail "confluxd did not become ready"
-		sleep 0.1
-	done
-	MQTT=$(sed -n 's/.*MQTT 3.1.1 and 5.0 are on \([0-9.]*:[0-9]*\).*/\1/p' "$T/log")
-	KAFKA=$(sed -n 's/.*the Kafka protocol is on \([0-9.]*:[0-9]*\).*/\1/p' "$T/log")
-	[ -n "$MQTT" ] && [ -n "$KAFKA" ] || fail "no MQTT or Kafka address in the server log"
+start() { # the same ports after a restart
+	it_start --grpc-listen off --http-listen 127.0.0.1:0 \
+		--kafka-listen 127.0.0.1:${KPORT:-0} --mqtt-listen 127.0.0.1:${MPORT:-0}
+	it_addr MQTT mqtt
+	it_addr KAFKA kafka
 	MPORT=${MQTT##*:}
 	KPORT=${KAFKA##*:}
 }
@@ -174,7 +150,7 @@ wait $SUBPID
 $SUB -t '#' -v -W 1 2>/dev/null | grep -q '^\$SYS' && fail "# matched a \$SYS topic"
 
 # The MQTT metrics.
-HTTP=$(sed -n 's/.*the admin API and \/metrics are on \([0-9.]*:[0-9]*\).*/\1/p' "$T/log")
+it_addr HTTP http
 curl -sf "http://$HTTP/metrics" >"$T/metrics.out" || fail "GET /metrics"
 grep -q '^conflux_mqtt_published_total [1-9]' "$T/metrics.out" || fail "no published count"
 grep -q '^conflux_mqtt_delivered_total [1-9]' "$T/metrics.out" || fail "no delivered count"
