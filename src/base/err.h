@@ -39,7 +39,9 @@
 	X(ENOSPC, -41, "no space left on device")                             \
 	X(EFSYNC, -42, "flush to disk failed; store is read-only until restart") \
 	X(ESYS, -43, "system call failed")                                    \
-	X(ELOCKED, -44, "data directory is in use by another process")
+	X(ELOCKED, -44, "data directory is in use by another process")       \
+	X(EAUTH, -50, "authentication failed")                                \
+	X(EDENIED, -51, "not authorized")
 
 enum cfx_err {
 #define CFX_ERR_ENUM_(name, value, desc) CFX_##name = (value),

@@ -212,15 +212,33 @@ int cfx_fsync_dir(const struct cfx_file_ops *fops, const char *dir)
 	return rc;
 }
 
+static int write_atomic(const struct cfx_file_ops *fops, const char *path, const void *data,
+			size_t len, mode_t mode, int fresh);
+
 int cfx_write_file_atomic(const struct cfx_file_ops *fops, const char *path, const void *data,
 			  size_t len)
+{
+	return write_atomic(fops, path, data, len, 0644, 0);
+}
+
+int cfx_write_file_atomic_mode(const struct cfx_file_ops *fops, const char *path,
+			       const void *data, size_t len, mode_t mode)
+{
+	return write_atomic(fops, path, data, len, mode, 1);
+}
+
+static int write_atomic(const struct cfx_file_ops *fops, const char *path, const void *data,
+			size_t len, mode_t mode, int fresh)
 {
 	char tmp[PATH_MAX], dir[PATH_MAX];
 	int fd, rc;
 
 	if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp)
 		return -ENAMETOOLONG;
-	fd = fops->open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	/* O_CREAT keeps the mode of a tmp file left by a crash: start afresh. */
+	if (fresh)
+		fops->unlink(tmp);
+	fd = fops->open(tmp, O_WRONLY | O_CREAT | O_TRUNC, mode);
 	if (fd < 0)
 		return fd;
 	rc = cfx_pwrite_full(fops, fd, data, len, 0);

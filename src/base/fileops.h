@@ -61,6 +61,9 @@ int cfx_fsync_dir(const struct cfx_file_ops *fops, const char *dir);
  */
 int cfx_write_file_atomic(const struct cfx_file_ops *fops, const char *path, const void *data,
 			  size_t len);
+/* The same, creating the file with `mode` (0600 for secrets). */
+int cfx_write_file_atomic_mode(const struct cfx_file_ops *fops, const char *path,
+			       const void *data, size_t len, mode_t mode);
 
 /* Creates `path` and any missing parents (mkdir -p). Returns 0 or -errno. */
 int cfx_mkdir_p(const struct cfx_file_ops *fops, const char *path);

@@ -17,6 +17,7 @@
 
 #include "base/err.h"
 #include "base/log.h"
+#include "broker/auth.h"
 #include "broker/broker.h"
 #include "cmd/confluxd/settings.h"
 #include "net/conn.h"
@@ -158,7 +159,7 @@ static void bound_addr(const char *addr, int port, char *out, size_t len)
 }
 
 /* The secure default: no listener beyond loopback without authentication. */
-static int check_exposure(const struct cfx_settings *s)
+static int check_exposure(const struct cfx_settings *s, struct cfx_auth *auth)
 {
 	const char *addrs[] = { s->grpc_listen, s->http_listen, s->kafka_listen, s->mqtt_listen,
 				s->mqtt_ws_listen };
@@ -168,6 +169,13 @@ static int check_exposure(const struct cfx_settings *s)
 	for (size_t i = 0; i < CFX_ARRAY_LEN(addrs); i++) {
 		if (!listen_enabled(addrs[i]) || is_loopback(addrs[i]))
 			continue;
+		if (cfx_auth_enabled(auth)) {
+			if (s->allow_anonymous)
+				cfx_log_warn("%s = %s: clients that do not sign in act as the user "
+					     "\"anonymous\" (allow_anonymous = true)",
+					     names[i], addrs[i]);
+			continue;
+		}
 		if (!s->allow_anonymous) {
 			cfx_log_error("%s = %s is not a loopback address and no authentication is "
 				      "configured; set allow_anonymous = true to accept anonymous "
@@ -224,6 +232,7 @@ int main(int argc, char **argv)
 	struct cfx_broker_opts bo;
 	struct cfx_store_recovery rec;
 	struct cfx_broker *br = NULL;
+	struct cfx_auth *auth = NULL;
 	struct cfx_server *srv = NULL;
 	struct rmq_service *rmq = NULL;
 	struct rmq_opts ro;
@@ -264,10 +273,6 @@ int main(int argc, char **argv)
 		return rc;
 	}
 	cfx_log_set_level(s.log_level);
-	if (check_exposure(&s)) {
-		cfx_conf_free(cfx_settings_table, cfx_settings_count, &s);
-		return 2;
-	}
 
 	/* Signals are taken synchronously by this thread; every thread started
 	 * later inherits the blocked mask. */
@@ -301,6 +306,29 @@ int main(int argc, char **argv)
 	}
 	log_recovery(s.data_dir, &rec);
 
+	/* Users and policies (meta/auth.json), then the exposure they allow. */
+	{
+		char adir[4096];
+		struct cfx_auth_opts ao = { .dir = adir,
+					    .scram_iterations = (uint32_t)s.auth_scram_iterations,
+					    .allow_anonymous = s.allow_anonymous };
+		snprintf(adir, sizeof adir, "%s/meta", s.data_dir);
+		rc = cfx_auth_open(&ao, &auth);
+		if (rc)
+			cfx_log_error("cannot open the users and policies in %s: %s", adir,
+				      cfx_strerror(rc));
+		else if (check_exposure(&s, auth))
+			rc = CFX_EINVAL;
+		if (rc) {
+			cfx_auth_close(auth);
+			cfx_broker_close(br);
+			cfx_conf_free(cfx_settings_table, cfx_settings_count, &s);
+			return 2;
+		}
+		if (cfx_auth_enabled(auth))
+			cfx_log_info("auth: clients sign in (users and policies in %s)", adir);
+	}
+
 	nthreads = s.net_threads ? (int)s.net_threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
 	rc = tls_for("grpc", s.grpc_tls_cert, s.grpc_tls_key, s.grpc_tls_client_ca, "h2", &grpc_tls);
 	if (!rc)
@@ -323,6 +351,7 @@ int main(int argc, char **argv)
 		ro.max_body_bytes = s.message_body_max;
 		ro.long_poll_max_ms = s.long_poll_max_ms;
 		ro.auto_renew_invisible_ms = s.auto_renew_invisible_ms;
+		ro.auth = auth;
 		rmq = rmq_service_new(br, &ro);
 		struct cfx_listener_opts lo = { .name = "grpc",
 						.addr = s.grpc_listen,
@@ -339,6 +368,7 @@ int main(int argc, char **argv)
 	}
 	if (!rc && listen_enabled(s.http_listen)) {
 		struct admin_opts ao = { .br = br,
+					 .auth = auth,
 					 .srv = srv,
 					 .version = CFX_VERSION,
 					 .broker_name = s.broker_name,
@@ -365,6 +395,7 @@ int main(int argc, char **argv)
 		kafka_opts_default(&ko);
 		ko.default_partitions = (uint32_t)s.default_queues;
 		ko.group_initial_delay_ms = (uint32_t)s.kafka_group_delay_ms;
+		ko.auth = auth;
 		if (*s.kafka_advertised &&
 		    cfx_parse_hostport(s.kafka_advertised, host, sizeof host, &aport) == 0) {
 			ko.advertised_host = host;
@@ -392,6 +423,7 @@ int main(int argc, char **argv)
 
 		mqtt_opts_default(&mo);
 		mo.topic = s.mqtt_topic;
+		mo.auth = auth;
 		mo.session_queue_max = (uint32_t)s.mqtt_session_queue_max;
 		mo.durability = s.durability == CFX_SETTINGS_SYNC ? CFX_DURABILITY_SYNC
 								   : CFX_DURABILITY_ASYNC;
@@ -453,6 +485,7 @@ int main(int argc, char **argv)
 		rmq_service_free(rmq);
 		kafka_service_free(kafka);
 		mqtt_service_free(mqtt);
+		cfx_auth_close(auth);
 		cfx_broker_close(br);
 		cfx_conf_free(cfx_settings_table, cfx_settings_count, &s);
 		return 1;
@@ -502,6 +535,7 @@ int main(int argc, char **argv)
 	rmq_service_free(rmq);
 	kafka_service_free(kafka);
 	mqtt_service_free(mqtt);
+	cfx_auth_close(auth);
 	rc = cfx_broker_close(br);
 	if (rc)
 		cfx_log_error("store: shutdown was not clean: %s", cfx_strerror(rc));

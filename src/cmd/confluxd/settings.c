@@ -129,8 +129,12 @@ const struct cfx_conf_def cfx_settings_table[] = {
 	  "PEM CA certificates: MQTT clients must present a certificate they signed (mutual TLS)." },
 	{ "allow_anonymous", "allow-anonymous", CFX_CONF_BOOL, OFF(allow_anonymous), "false", 0, 0,
 	  NULL, 0,
-	  "Allow listening on non-loopback addresses without authentication (off: such "
-	  "addresses are refused at start)." },
+	  "Without users: allow listening on non-loopback addresses (off: such addresses are "
+	  "refused at start). With users: clients that do not sign in act as the user "
+	  "\"anonymous\" (off: they are refused). See docs/security.md." },
+	{ "auth.scram_iterations", NULL, CFX_CONF_INT, OFF(auth_scram_iterations), "4096", 4096,
+	  1000000, NULL, 0,
+	  "PBKDF2 iterations of the salted credentials of new or changed passwords." },
 	{ "net.threads", NULL, CFX_CONF_INT, OFF(net_threads), "0", 0, 256, NULL, 0,
 	  "Network event loops (threads); 0 = one per CPU core." },
 	{ "grpc.connections_max", NULL, CFX_CONF_INT, OFF(grpc_connections_max), "10000", 1,

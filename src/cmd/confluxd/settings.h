@@ -46,6 +46,7 @@ struct cfx_settings {
 	char *grpc_tls_cert, *grpc_tls_key, *grpc_tls_client_ca;
 	char *http_tls_cert, *http_tls_key, *http_tls_client_ca;
 	int allow_anonymous;
+	int64_t auth_scram_iterations;
 	int64_t net_threads;
 	int64_t grpc_connections_max;
 	int64_t idle_timeout_ms;

@@ -61,6 +61,12 @@ struct grpc_service {
 	size_t nmethods;
 	void *arg;		  /* available to handlers as grpc_call_service_arg */
 	size_t message_bytes_max; /* largest request message accepted */
+	/*
+	 * Optional: asked once per call, before its first message reaches the
+	 * method. Returns 0 to go on (after grpc_call_set_user, if the call
+	 * signed in), or non-zero after answering and finishing the call itself.
+	 */
+	int (*admit)(void *arg, struct grpc_call *call);
 };
 
 /* The protocol to attach to a listener (cfx_listener_opts.proto_arg = the service). */
@@ -71,6 +77,13 @@ void *grpc_call_data(const struct grpc_call *call);
 void grpc_call_set_data(struct grpc_call *call, void *data);
 void *grpc_call_service_arg(const struct grpc_call *call);
 const struct grpc_method *grpc_call_method(const struct grpc_call *call);
+
+/* Who the call signed in as (grpc_service.admit); NULL = anonymous. */
+const char *grpc_call_user(const struct grpc_call *call);
+/* Sets it (copied). */
+void grpc_call_set_user(struct grpc_call *call, const char *user, size_t len);
+/* The client's "ip:port". */
+const char *grpc_call_peer(const struct grpc_call *call);
 
 /* Request metadata (lower-case name); NULL if absent. */
 const char *grpc_call_header(const struct grpc_call *call, const char *name);

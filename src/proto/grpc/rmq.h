@@ -13,6 +13,7 @@
 #include <pthread.h>
 
 #include "apache/rocketmq/v2/service.pb-c.h"
+#include "broker/auth.h"
 #include "broker/broker.h"
 #include "proto/grpc/grpc.h"
 
@@ -29,6 +30,7 @@ struct rmq_opts {
 	int64_t long_poll_max_ms;  /* ReceiveMessage waits at most this long */
 	int64_t invisible_min_ms;  /* smallest invisible duration a receive may ask for */
 	int64_t auto_renew_invisible_ms; /* invisible duration of auto-renewing consumers */
+	struct cfx_auth *auth;	   /* users and policies (borrowed); NULL = none */
 };
 
 struct rmq_client;
@@ -101,6 +103,17 @@ size_t rmq_renew_count(struct rmq_service *svc);
 
 /* A Resource's name as a view (namespace ignored). */
 struct cfx_view rmq_resource(const PB(Resource) * r);
+
+/* rmq_access.c: signatures and permissions (docs/security.md) */
+int rmq_admit(void *arg, struct grpc_call *call);
+/* 0 if allowed; else the call is answered FORBIDDEN (and counted): return. */
+int rmq_authorize(struct grpc_call *call, enum cfx_auth_resource res, struct cfx_view name,
+		  unsigned action);
+/* The same question, without answering or counting. */
+bool rmq_may(struct grpc_call *call, enum cfx_auth_resource res, struct cfx_view name,
+	     unsigned action);
+/* A response carrying only its Status (field 1 of every MessagingService response). */
+void rmq_reply_status_only(struct grpc_call *call, int code, const char *why);
 
 /* Handlers */
 void rmq_send_message(struct grpc_call *call, const uint8_t *msg, size_t len);

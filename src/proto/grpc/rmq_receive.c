@@ -437,6 +437,10 @@ void rmq_receive_message(struct grpc_call *call, const uint8_t *msg, size_t len)
 		answer_error(call, RMQ_CODE(BAD_REQUEST), "group and message queue are required");
 		goto out;
 	}
+	if (rmq_authorize(call, CFX_AUTH_TOPIC, rmq_resource(req->message_queue->topic),
+			  CFX_AUTH_SUB) ||
+	    rmq_authorize(call, CFX_AUTH_GROUP, rmq_resource(req->group), CFX_AUTH_SUB))
+		goto out;
 	if (req->filter_expression &&
 	    req->filter_expression->type == APACHE__ROCKETMQ__V2__FILTER_TYPE__SQL) {
 		const char *text = req->filter_expression->expression ? req->filter_expression->expression
@@ -512,6 +516,10 @@ void rmq_ack_message(struct grpc_call *call, const uint8_t *msg, size_t len)
 		grpc_call_finish(call, GRPC_INVALID_ARGUMENT, "malformed AckMessageRequest");
 		return;
 	}
+	if (rmq_authorize(call, CFX_AUTH_GROUP, rmq_resource(req->group), CFX_AUTH_SUB)) {
+		PBF(ack_message_request, free_unpacked)(req, NULL);
+		return;
+	}
 	resp.status = &st;
 	if (!rmq_client_id(call)) {
 		st.code = RMQ_CODE(CLIENT_ID_REQUIRED);
@@ -575,6 +583,10 @@ void rmq_change_invisible(struct grpc_call *call, const uint8_t *msg, size_t len
 
 	if (!req) {
 		grpc_call_finish(call, GRPC_INVALID_ARGUMENT, "malformed request");
+		return;
+	}
+	if (rmq_authorize(call, CFX_AUTH_GROUP, rmq_resource(req->group), CFX_AUTH_SUB)) {
+		PBF(change_invisible_duration_request, free_unpacked)(req, NULL);
 		return;
 	}
 	resp.status = &st;
@@ -648,6 +660,10 @@ void rmq_forward_dlq(struct grpc_call *call, const uint8_t *msg, size_t len)
 
 	if (!req) {
 		grpc_call_finish(call, GRPC_INVALID_ARGUMENT, "malformed request");
+		return;
+	}
+	if (rmq_authorize(call, CFX_AUTH_GROUP, rmq_resource(req->group), CFX_AUTH_SUB)) {
+		PBF(forward_message_to_dead_letter_queue_request, free_unpacked)(req, NULL);
 		return;
 	}
 	rmq_renew_remove(svc, req->receipt_handle);

@@ -263,7 +263,12 @@ void rmq_send_message(struct grpc_call *call, const uint8_t *msg, size_t len)
 	}
 	if (code != RMQ_CODE(OK))
 		goto fail;
-	rc = cfx_broker_topic_get(svc->br, topic, 1, &ti);
+	if (rmq_authorize(call, CFX_AUTH_TOPIC, topic, CFX_AUTH_PUB)) {
+		PBF(send_message_request, free_unpacked)(req, NULL);
+		return;
+	}
+	rc = cfx_broker_topic_get(svc->br, topic, rmq_may(call, CFX_AUTH_TOPIC, topic, CFX_AUTH_CREATE),
+				  &ti);
 	if (rc) {
 		code = rc == CFX_ETOPIC ? RMQ_CODE(ILLEGAL_TOPIC) : RMQ_CODE(TOPIC_NOT_FOUND);
 		why = rc == CFX_ETOPIC ? "illegal topic name" : "topic not found";

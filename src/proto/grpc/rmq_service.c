@@ -310,10 +310,17 @@ static void query_route(struct grpc_call *call, const uint8_t *msg, size_t len)
 		grpc_call_finish(call, GRPC_INVALID_ARGUMENT, "malformed QueryRouteRequest");
 		return;
 	}
+	if (rmq_authorize(call, CFX_AUTH_TOPIC, rmq_resource(req->topic), CFX_AUTH_GET)) {
+		PBF(query_route_request, free_unpacked)(req, NULL);
+		return;
+	}
 	if (!rmq_client_id(call)) {
 		st.code = RMQ_CODE(CLIENT_ID_REQUIRED);
 		st.message = "x-mq-client-id is required";
-	} else if ((rc = cfx_broker_topic_get(svc->br, rmq_resource(req->topic), 1, &ti)) != 0) {
+	} else if ((rc = cfx_broker_topic_get(svc->br, rmq_resource(req->topic),
+					      rmq_may(call, CFX_AUTH_TOPIC, rmq_resource(req->topic),
+						      CFX_AUTH_CREATE),
+					      &ti)) != 0) {
 		st.code = rc == CFX_ETOPIC ? RMQ_CODE(ILLEGAL_TOPIC) : RMQ_CODE(TOPIC_NOT_FOUND);
 		st.message = rc == CFX_ETOPIC ? "illegal topic name" : "topic not found";
 	} else {
@@ -345,6 +352,11 @@ static void query_assignment(struct grpc_call *call, const uint8_t *msg, size_t 
 	resp.status = &st;
 	if (!req) {
 		grpc_call_finish(call, GRPC_INVALID_ARGUMENT, "malformed QueryAssignmentRequest");
+		return;
+	}
+	if (rmq_authorize(call, CFX_AUTH_TOPIC, rmq_resource(req->topic), CFX_AUTH_GET) ||
+	    rmq_authorize(call, CFX_AUTH_GROUP, rmq_resource(req->group), CFX_AUTH_SUB)) {
+		PBF(query_assignment_request, free_unpacked)(req, NULL);
 		return;
 	}
 	if (!rmq_client_id(call)) {
@@ -486,6 +498,10 @@ static void end_transaction(struct grpc_call *call, const uint8_t *msg, size_t l
 		grpc_call_finish(call, GRPC_INVALID_ARGUMENT, "malformed EndTransactionRequest");
 		return;
 	}
+	if (rmq_authorize(call, CFX_AUTH_TOPIC, rmq_resource(req->topic), CFX_AUTH_PUB)) {
+		PBF(end_transaction_request, free_unpacked)(req, NULL);
+		return;
+	}
 	resp.status = &st;
 	if (!rmq_client_id(call)) {
 		st.code = RMQ_CODE(CLIENT_ID_REQUIRED);
@@ -533,6 +549,10 @@ static void recall_message(struct grpc_call *call, const uint8_t *msg, size_t le
 
 	if (!req) {
 		grpc_call_finish(call, GRPC_INVALID_ARGUMENT, "malformed RecallMessageRequest");
+		return;
+	}
+	if (rmq_authorize(call, CFX_AUTH_TOPIC, rmq_resource(req->topic), CFX_AUTH_PUB)) {
+		PBF(recall_message_request, free_unpacked)(req, NULL);
 		return;
 	}
 	resp.status = &st;
@@ -914,6 +934,7 @@ struct rmq_service *rmq_service_new(struct cfx_broker *br, const struct rmq_opts
 	svc->grpc.methods = methods;
 	svc->grpc.nmethods = CFX_ARRAY_LEN(methods);
 	svc->grpc.arg = svc;
+	svc->grpc.admit = rmq_admit;
 	/* A SendMessage of 32 maximal messages, with room for their metadata. */
 	svc->grpc.message_bytes_max = (size_t)o->max_body_bytes * 32 + (1u << 20);
 	if (svc->grpc.message_bytes_max > (256u << 20))

@@ -68,6 +68,8 @@ struct grpc_call {
 	int closed;	     /* the stream is gone */
 	int half_closed;     /* the client sent END_STREAM */
 	int delivered;	     /* unary: the request went to the handler */
+	int admitted;	     /* grpc_service.admit said yes */
+	char *user;	     /* signed in as; NULL = anonymous */
 };
 
 struct h2conn {
@@ -102,6 +104,22 @@ void *grpc_call_service_arg(const struct grpc_call *call)
 const struct grpc_method *grpc_call_method(const struct grpc_call *call)
 {
 	return call->method;
+}
+
+const char *grpc_call_user(const struct grpc_call *call)
+{
+	return call->user;
+}
+
+void grpc_call_set_user(struct grpc_call *call, const char *user, size_t len)
+{
+	cfx_free(call->user);
+	call->user = cfx_strndup(user, len);
+}
+
+const char *grpc_call_peer(const struct grpc_call *call)
+{
+	return call->hc->conn->peer;
 }
 
 const char *grpc_call_header(const struct grpc_call *call, const char *name)
@@ -404,6 +422,7 @@ static void call_free(struct grpc_call *call)
 		cfx_free(m);
 	}
 	cfx_free(call->path);
+	cfx_free(call->user);
 	cfx_free(call->msg);
 	cfx_free(call->status_msg);
 	cfx_free(call);
@@ -517,6 +536,12 @@ static void deliver(struct grpc_call *call, const uint8_t *msg, size_t len)
 			return;
 		}
 		call->delivered = 1;
+	}
+	if (!call->admitted) {
+		const struct grpc_service *svc = call->hc->svc;
+		if (svc->admit && svc->admit(svc->arg, call))
+			return;
+		call->admitted = 1;
 	}
 	call->method->on_message(call, msg, len);
 }

@@ -16,20 +16,24 @@
  * completion posts it back to the connection's loop, and svc->deferred
  * counts such answers so that shutdown can wait for them.
  *
- * Every route but /metrics is an admin route (ROUTE_ADMIN in the table):
- * when authentication lands, admin_handle checks it for those routes,
- * between finding the route and calling it. /metrics stays open.
+ * Once users exist (docs/security.md), every route but /metrics asks who is
+ * calling (Authorization: Bearer <token> or Basic) and whether that user
+ * may (each route's resource and action in the table); /metrics is open
+ * to loopback clients. A Basic password the auth thread must check defers
+ * the answer until it has.
  */
 #include "proto/http/admin.h"
 
 #include <errno.h>
 #include <inttypes.h>
 #include <math.h>
+#include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <strings.h>
 
+#include "base/base64.h"
 #include "base/clock.h"
 #include "base/err.h"
 #include "base/log.h"
@@ -62,6 +66,7 @@ struct ctx {
 	char *param;			   /* the decoded {name} of the path, if the route has one */
 	struct qparam q[QUERY_PARAMS_MAX]; /* the decoded query */
 	uint32_t nq;
+	const char *user;		   /* signed in as; NULL = anonymous (or no users) */
 };
 
 /* The one mapping of broker errors to statuses; `what` names the object. */
@@ -100,6 +105,28 @@ static void reply_about(struct ctx *x, int rc, const char *kind, const char *nam
 
 	snprintf(what, sizeof what, "%s \"%s\"", kind, name);
 	reply_cfx(x, rc, what);
+}
+
+/*
+ * Whether the signed-in user may do `action` on the resource; if not, a
+ * 403 is set, counted and logged.
+ */
+static bool allowed(struct ctx *x, enum cfx_auth_resource res, const char *name, unsigned action)
+{
+	struct cfx_auth *a = x->svc->o.auth;
+	struct cfx_auth_peer peer;
+
+	if (!a || !cfx_auth_enabled(a))
+		return true;
+	cfx_auth_peer_parse(x->req->peer, &peer);
+	if (cfx_auth_authorize(a, x->user, res, name, name ? strlen(name) : 0, action, &peer) == 0)
+		return true;
+	cfx_auth_note_denial(a, CFX_AUTH_HTTP, x->req->peer, x->user, action, res, name,
+			     name ? strlen(name) : 0);
+	http_response_error(x->resp, 403, "%s may not %s %s%s%s", x->user ? x->user : "anonymous",
+			    cfx_auth_action_name(action), cfx_auth_resource_name(res),
+			    name ? " " : "", name ? name : "");
+	return false;
 }
 
 static int hexval(uint8_t c)
@@ -539,6 +566,8 @@ static void create_topic(struct ctx *x)
 		http_response_error(x->resp, 400, "\"name\" is required");
 		goto out;
 	}
+	if (!allowed(x, CFX_AUTH_TOPIC, name, CFX_AUTH_CREATE))
+		goto out;
 	rc = cfx_broker_topic_create(x->br, name, type, (uint32_t)queues);
 	if (rc == CFX_EQUEUE) {
 		http_response_error(x->resp, 400, "\"queues\" is beyond store.queues_per_topic_max");
@@ -807,6 +836,8 @@ static void create_group(struct ctx *x)
 				    "a-z A-Z 0-9 _ - %% |");
 		goto out;
 	}
+	if (!allowed(x, CFX_AUTH_GROUP, name, CFX_AUTH_CREATE))
+		goto out;
 	memcpy(g.name, name, strlen(name) + 1);
 	rc = cfx_broker_group_create(x->br, &g);
 	if (!rc)
@@ -1470,13 +1501,355 @@ static void get_metrics(struct ctx *x)
 }
 
 /* ------------------------------------------------------------------------
+ * Users, tokens and policies (super users only; docs/security.md)
+ * ------------------------------------------------------------------------ */
+
+static bool auth_ready(struct ctx *x)
+{
+	if (!x->svc->o.auth) {
+		http_response_error(x->resp, 404, "authentication is not configured on this server");
+		return false;
+	}
+	return true;
+}
+
+static json_t *user_json(const struct cfx_auth_user_info *u)
+{
+	return json_pack("{s:s, s:s, s:b, s:I, s:i}", "name", u->name, "role",
+			 u->super ? "super" : "normal", "enabled", u->enabled, "created_ms",
+			 (json_int_t)u->created_ms, "tokens", (int)u->tokens);
+}
+
+static void add_user(void *arg, const struct cfx_auth_user_info *u)
+{
+	json_array_append_new(arg, user_json(u));
+}
+
+static void list_users(struct ctx *x)
+{
+	json_t *arr;
+
+	if (!auth_ready(x))
+		return;
+	arr = json_array();
+	cfx_auth_user_foreach(x->svc->o.auth, add_user, arr);
+	http_response_json(x->resp, 200, json_pack("{s:o}", "users", arr));
+}
+
+/* "role": "super" | "normal" -> 1 | 0; absent -1; -2 = 400 set. */
+static int member_role(struct ctx *x, json_t *o)
+{
+	const char *role = NULL;
+	int r = member_str(x, o, "role", &role);
+
+	if (r <= 0)
+		return r < 0 ? -2 : -1;
+	if (!strcmp(role, "super"))
+		return 1;
+	if (!strcmp(role, "normal"))
+		return 0;
+	http_response_error(x->resp, 400, "\"role\" must be \"super\" or \"normal\"");
+	return -2;
+}
+
+static void create_user(struct ctx *x)
+{
+	static const char *const fields[] = { "name", "password", "role", "enabled", NULL };
+	struct cfx_auth_user_info ui;
+	const char *name = NULL, *pw = NULL;
+	int enabled = 1, super, rc;
+	json_t *o;
+
+	if (!auth_ready(x) || !(o = body_object(x, fields)))
+		return;
+	if (member_str(x, o, "name", &name) < 0 || member_str(x, o, "password", &pw) < 0 ||
+	    member_bool(x, o, "enabled", &enabled) < 0 || (super = member_role(x, o)) == -2)
+		goto out;
+	if (!name || !pw) {
+		http_response_error(x->resp, 400, "\"name\" and \"password\" are required");
+		goto out;
+	}
+	rc = cfx_auth_user_create(x->svc->o.auth, name, pw, strlen(pw), super == 1, enabled);
+	if (rc == CFX_EINVAL) {
+		http_response_error(x->resp, 400, "a user name is 1 to %d characters of a-z A-Z "
+				    "0-9 . _ @ - (not \"anonymous\"), a password 1 to %d bytes",
+				    CFX_AUTH_USER_MAX, CFX_AUTH_PASSWORD_MAX);
+		goto out;
+	}
+	if (!rc)
+		rc = cfx_auth_user_get(x->svc->o.auth, name, &ui);
+	if (rc) {
+		reply_about(x, rc, "user", name);
+		goto out;
+	}
+	http_response_json(x->resp, 201, user_json(&ui));
+out:
+	json_decref(o);
+}
+
+static void get_user(struct ctx *x)
+{
+	struct cfx_auth_user_info ui;
+	int rc;
+
+	if (!auth_ready(x))
+		return;
+	rc = cfx_auth_user_get(x->svc->o.auth, x->param, &ui);
+	if (rc) {
+		reply_about(x, rc, "user", x->param);
+		return;
+	}
+	http_response_json(x->resp, 200, user_json(&ui));
+}
+
+static void update_user(struct ctx *x)
+{
+	static const char *const fields[] = { "password", "role", "enabled", NULL };
+	struct cfx_auth_user_info ui;
+	const char *pw = NULL;
+	int enabled = -1, super, rc;
+	json_t *o;
+
+	if (!auth_ready(x) || !(o = body_object(x, fields)))
+		return;
+	if (member_str(x, o, "password", &pw) < 0 || member_bool(x, o, "enabled", &enabled) < 0 ||
+	    (super = member_role(x, o)) == -2)
+		goto out;
+	rc = cfx_auth_user_update(x->svc->o.auth, x->param, pw, pw ? strlen(pw) : 0, super,
+				  enabled);
+	if (rc == CFX_EINVAL) {
+		http_response_error(x->resp, 400, "a password is 1 to %d bytes",
+				    CFX_AUTH_PASSWORD_MAX);
+		goto out;
+	}
+	if (!rc)
+		rc = cfx_auth_user_get(x->svc->o.auth, x->param, &ui);
+	if (rc) {
+		reply_about(x, rc, "user", x->param);
+		goto out;
+	}
+	http_response_json(x->resp, 200, user_json(&ui));
+out:
+	json_decref(o);
+}
+
+static void delete_user(struct ctx *x)
+{
+	int rc;
+
+	if (!auth_ready(x))
+		return;
+	rc = cfx_auth_user_delete(x->svc->o.auth, x->param);
+	if (rc) {
+		reply_about(x, rc, "user", x->param);
+		return;
+	}
+	x->resp->status = 204;
+}
+
+static void create_token(struct ctx *x)
+{
+	char tok[CFX_AUTH_TOKEN_LEN + 1];
+	int rc;
+
+	if (!auth_ready(x))
+		return;
+	rc = cfx_auth_token_create(x->svc->o.auth, x->param, tok);
+	if (rc == CFX_E2BIG) {
+		http_response_error(x->resp, 409, "user \"%s\" has the most tokens a user may have",
+				    x->param);
+		return;
+	}
+	if (rc) {
+		reply_about(x, rc, "user", x->param);
+		return;
+	}
+	http_response_json(x->resp, 201, json_pack("{s:s, s:s}", "user", x->param, "token", tok));
+}
+
+static json_t *acl_json(const struct cfx_auth_acl *c)
+{
+	json_t *acts = json_array();
+	char res[CFX_AUTH_NAME_MAX + 16];
+
+	if (c->actions == CFX_AUTH_ALL)
+		json_array_append_new(acts, json_string("ALL"));
+	else
+		for (unsigned b = 0; b < 7; b++)
+			if (c->actions & (1u << b))
+				json_array_append_new(acts, json_string(cfx_auth_action_name(1u << b)));
+	if (c->resource == CFX_AUTH_CLUSTER || c->pattern == CFX_AUTH_ANY)
+		snprintf(res, sizeof res, "%s", cfx_auth_resource_name(c->resource));
+	else
+		snprintf(res, sizeof res, "%s:%s", cfx_auth_resource_name(c->resource), c->name);
+	return json_pack("{s:I, s:s, s:s, s:s, s:o, s:s, s:s}", "id", (json_int_t)c->id, "subject",
+			 c->subject, "resource", res, "pattern", cfx_auth_pattern_name(c->pattern),
+			 "actions", acts, "source", c->source, "decision",
+			 c->deny ? "deny" : "allow");
+}
+
+struct acl_list {
+	json_t *arr;
+	const char *subject;
+};
+
+static void add_acl(void *arg, const struct cfx_auth_acl *c)
+{
+	struct acl_list *l = arg;
+
+	if (!l->subject || !strcmp(l->subject, c->subject))
+		json_array_append_new(l->arr, acl_json(c));
+}
+
+static void list_acls(struct ctx *x)
+{
+	static const char *const params[] = { "subject", NULL };
+	struct acl_list l;
+
+	if (!auth_ready(x) || query_only(x, params))
+		return;
+	l.arr = json_array();
+	l.subject = query_get(x, "subject");
+	cfx_auth_acl_foreach(x->svc->o.auth, add_acl, &l);
+	http_response_json(x->resp, 200, json_pack("{s:o}", "acls", l.arr));
+}
+
+static void create_acl(struct ctx *x)
+{
+	static const char *const fields[] = { "subject", "resource", "pattern", "actions",
+					      "source", "decision", NULL };
+	struct cfx_auth_acl c = { 0 };
+	const char *subject = NULL, *res = NULL, *pattern = NULL, *source = NULL, *decision = NULL;
+	const char *why, *colon;
+	json_t *o, *acts, *v;
+	size_t i;
+	int rc;
+
+	if (!auth_ready(x) || !(o = body_object(x, fields)))
+		return;
+	if (member_str(x, o, "subject", &subject) < 0 || member_str(x, o, "resource", &res) < 0 ||
+	    member_str(x, o, "pattern", &pattern) < 0 || member_str(x, o, "source", &source) < 0 ||
+	    member_str(x, o, "decision", &decision) < 0)
+		goto out;
+	acts = json_object_get(o, "actions");
+	if (!subject || !res || !json_is_array(acts) || !json_array_size(acts)) {
+		http_response_error(x->resp, 400, "\"subject\", \"resource\" and \"actions\" (an "
+				    "array) are required");
+		goto out;
+	}
+	if (snprintf(c.subject, sizeof c.subject, "%s", subject) >= (int)sizeof c.subject) {
+		http_response_error(x->resp, 400, "\"subject\" is too long");
+		goto out;
+	}
+	/* "cluster", "topic", "topic:NAME", "group:NAME" */
+	colon = strchr(res, ':');
+	{
+		char type[16];
+		size_t tl = colon ? (size_t)(colon - res) : strlen(res);
+		if (tl >= sizeof type) {
+			http_response_error(x->resp, 400, "\"resource\" must be cluster, topic:NAME "
+					    "or group:NAME");
+			goto out;
+		}
+		memcpy(type, res, tl);
+		type[tl] = 0;
+		if (cfx_auth_resource_parse(type, &c.resource)) {
+			http_response_error(x->resp, 400, "\"resource\" must be cluster, topic:NAME "
+					    "or group:NAME");
+			goto out;
+		}
+	}
+	if (colon && snprintf(c.name, sizeof c.name, "%s", colon + 1) >= (int)sizeof c.name) {
+		http_response_error(x->resp, 400, "the resource name is longer than %d bytes",
+				    CFX_AUTH_NAME_MAX);
+		goto out;
+	}
+	c.pattern = colon && c.name[0] ? CFX_AUTH_LITERAL : CFX_AUTH_ANY;
+	if (pattern && cfx_auth_pattern_parse(pattern, &c.pattern)) {
+		http_response_error(x->resp, 400, "\"pattern\" must be literal, prefixed or any");
+		goto out;
+	}
+	json_array_foreach(acts, i, v)
+	{
+		unsigned bit;
+		if (!json_is_string(v) || cfx_auth_action_parse(json_string_value(v), &bit)) {
+			http_response_error(x->resp, 400, "\"actions\" are some of PUB, SUB, CREATE, "
+					    "UPDATE, DELETE, GET, LIST, ALL");
+			goto out;
+		}
+		c.actions |= bit;
+	}
+	if (source && snprintf(c.source, sizeof c.source, "%s", source) >= (int)sizeof c.source) {
+		http_response_error(x->resp, 400, "\"source\" is too long");
+		goto out;
+	}
+	if (decision && strcmp(decision, "allow") && strcmp(decision, "deny")) {
+		http_response_error(x->resp, 400, "\"decision\" must be \"allow\" or \"deny\"");
+		goto out;
+	}
+	c.deny = decision && !strcmp(decision, "deny");
+	rc = cfx_auth_acl_create(x->svc->o.auth, &c, &why);
+	if (rc == CFX_EINVAL) {
+		http_response_error(x->resp, 400, "%s", why ? why : "invalid policy");
+		goto out;
+	}
+	if (rc) {
+		reply_cfx(x, rc, "policy");
+		goto out;
+	}
+	http_response_json(x->resp, 201, acl_json(&c));
+out:
+	json_decref(o);
+}
+
+static void delete_acl(struct ctx *x)
+{
+	char *end;
+	unsigned long long id;
+	int rc;
+
+	if (!auth_ready(x))
+		return;
+	errno = 0;
+	id = strtoull(x->param, &end, 10);
+	if (*end || errno || !id) {
+		http_response_error(x->resp, 400, "a policy id is a positive integer");
+		return;
+	}
+	rc = cfx_auth_acl_delete(x->svc->o.auth, id);
+	if (rc) {
+		reply_about(x, rc, "policy", x->param);
+		return;
+	}
+	x->resp->status = 204;
+}
+
+/* GET /v1/whoami: who the request is signed in as. */
+static void whoami(struct ctx *x)
+{
+	struct cfx_auth *a = x->svc->o.auth;
+	bool on = a && cfx_auth_enabled(a);
+
+	http_response_json(x->resp, 200,
+			   json_pack("{s:o, s:b, s:b}", "user",
+				     x->user ? json_string(x->user) : json_null(), "super",
+				     !on || cfx_auth_is_super(a, x->user), "authentication", on));
+}
+
+/* ------------------------------------------------------------------------
  * Routing
  * ------------------------------------------------------------------------ */
 
 enum route_kind {
-	ROUTE_ADMIN, /* changes or reveals broker state: authentication will apply */
-	ROUTE_OPEN,  /* served to anyone who can connect (/metrics) */
+	ROUTE_ADMIN, /* changes or reveals broker state: signed-in clients only */
+	ROUTE_OPEN,  /* served to loopback clients without signing in (/metrics) */
 };
+
+/* Where the resource name of a route's authorization comes from. */
+enum name_from { NAME_NONE, NAME_PARAM, NAME_QUERY_TOPIC };
+
+#define ACT_SIGNED_IN 0	     /* any signed-in user (or the route checks for itself) */
+#define ACT_SUPER (1u << 15) /* super users only */
 
 struct route {
 	const char *pattern; /* path segments; "*" matches one segment, the {name} */
@@ -1485,24 +1858,50 @@ struct route {
 	struct {
 		int method;
 		void (*fn)(struct ctx *x);
+		enum cfx_auth_resource res;
+		unsigned action;	/* one enum cfx_auth_action bit, ACT_SIGNED_IN or ACT_SUPER */
+		enum name_from name;
 	} m[3];
 };
 
+#define CLUSTER_LIST CFX_AUTH_CLUSTER, CFX_AUTH_LIST, NAME_NONE
+#define SIGNED_IN CFX_AUTH_CLUSTER, ACT_SIGNED_IN, NAME_NONE
+#define SUPER CFX_AUTH_CLUSTER, ACT_SUPER, NAME_NONE
+#define TOPIC(act) CFX_AUTH_TOPIC, CFX_AUTH_##act, NAME_PARAM
+#define GROUP(act) CFX_AUTH_GROUP, CFX_AUTH_##act, NAME_PARAM
+
 static const struct route routes[] = {
-	{ "/v1/status", "GET, HEAD", ROUTE_ADMIN, { { HTTP_GET, get_status } } },
+	{ "/v1/status", "GET, HEAD", ROUTE_ADMIN, { { HTTP_GET, get_status, SIGNED_IN } } },
+	{ "/v1/whoami", "GET, HEAD", ROUTE_ADMIN, { { HTTP_GET, whoami, SIGNED_IN } } },
 	{ "/v1/topics", "GET, HEAD, POST", ROUTE_ADMIN,
-	  { { HTTP_GET, list_topics }, { HTTP_POST, create_topic } } },
+	  { { HTTP_GET, list_topics, CLUSTER_LIST }, { HTTP_POST, create_topic, SIGNED_IN } } },
 	{ "/v1/topics/*", "GET, HEAD, PATCH, DELETE", ROUTE_ADMIN,
-	  { { HTTP_GET, get_topic }, { HTTP_PATCH, update_topic }, { HTTP_DELETE, delete_topic } } },
+	  { { HTTP_GET, get_topic, TOPIC(GET) },
+	    { HTTP_PATCH, update_topic, TOPIC(UPDATE) },
+	    { HTTP_DELETE, delete_topic, TOPIC(DELETE) } } },
 	{ "/v1/groups", "GET, HEAD, POST", ROUTE_ADMIN,
-	  { { HTTP_GET, list_groups }, { HTTP_POST, create_group } } },
+	  { { HTTP_GET, list_groups, CLUSTER_LIST }, { HTTP_POST, create_group, SIGNED_IN } } },
 	{ "/v1/groups/*", "GET, HEAD, PATCH, DELETE", ROUTE_ADMIN,
-	  { { HTTP_GET, get_group }, { HTTP_PATCH, update_group }, { HTTP_DELETE, delete_group } } },
-	{ "/v1/groups/*/reset", "POST", ROUTE_ADMIN, { { HTTP_POST, reset_group } } },
-	{ "/v1/groups/*/dlq", "GET, HEAD", ROUTE_ADMIN, { { HTTP_GET, list_dlq } } },
-	{ "/v1/groups/*/dlq/redrive", "POST", ROUTE_ADMIN, { { HTTP_POST, redrive_dlq } } },
-	{ "/v1/messages", "GET, HEAD", ROUTE_ADMIN, { { HTTP_GET, get_messages } } },
-	{ "/metrics", "GET, HEAD", ROUTE_OPEN, { { HTTP_GET, get_metrics } } },
+	  { { HTTP_GET, get_group, GROUP(GET) },
+	    { HTTP_PATCH, update_group, GROUP(UPDATE) },
+	    { HTTP_DELETE, delete_group, GROUP(DELETE) } } },
+	{ "/v1/groups/*/reset", "POST", ROUTE_ADMIN, { { HTTP_POST, reset_group, GROUP(UPDATE) } } },
+	{ "/v1/groups/*/dlq", "GET, HEAD", ROUTE_ADMIN, { { HTTP_GET, list_dlq, GROUP(GET) } } },
+	{ "/v1/groups/*/dlq/redrive", "POST", ROUTE_ADMIN,
+	  { { HTTP_POST, redrive_dlq, GROUP(UPDATE) } } },
+	{ "/v1/messages", "GET, HEAD", ROUTE_ADMIN,
+	  { { HTTP_GET, get_messages, CFX_AUTH_TOPIC, CFX_AUTH_SUB, NAME_QUERY_TOPIC } } },
+	{ "/v1/users", "GET, HEAD, POST", ROUTE_ADMIN,
+	  { { HTTP_GET, list_users, SUPER }, { HTTP_POST, create_user, SUPER } } },
+	{ "/v1/users/*", "GET, HEAD, PATCH, DELETE", ROUTE_ADMIN,
+	  { { HTTP_GET, get_user, SUPER },
+	    { HTTP_PATCH, update_user, SUPER },
+	    { HTTP_DELETE, delete_user, SUPER } } },
+	{ "/v1/users/*/tokens", "POST", ROUTE_ADMIN, { { HTTP_POST, create_token, SUPER } } },
+	{ "/v1/acls", "GET, HEAD, POST", ROUTE_ADMIN,
+	  { { HTTP_GET, list_acls, SUPER }, { HTTP_POST, create_acl, SUPER } } },
+	{ "/v1/acls/*", "DELETE", ROUTE_ADMIN, { { HTTP_DELETE, delete_acl, SUPER } } },
+	{ "/metrics", "GET, HEAD", ROUTE_OPEN, { { HTTP_GET, get_metrics, SIGNED_IN } } },
 };
 
 /*
@@ -1537,13 +1936,225 @@ static int path_matches(const char *pattern, struct cfx_view path, struct cfx_vi
 	return !*pp && i == path.len;
 }
 
-static void admin_handle(void *arg, const struct http_request *req, struct http_response *resp)
+/* ------------------------------------------------------------------------
+ * Signing in: Bearer tokens, Basic passwords (checked on the auth thread)
+ * ------------------------------------------------------------------------ */
+
+static void unauthorized(struct ctx *x, const char *user, const char *why)
 {
-	struct ctx x = { .svc = arg, .req = req, .resp = resp };
+	struct cfx_auth *a = x->svc->o.auth;
+
+	cfx_auth_note_failure(a, CFX_AUTH_HTTP, x->req->peer, user, why);
+	http_response_error(x->resp, 401, "%s", why);
+	x->resp->www_authenticate = "Basic realm=\"conflux\", Bearer realm=\"conflux\"";
+}
+
+static bool peer_is_loopback(const char *peer)
+{
+	struct cfx_auth_peer p;
+	static const uint8_t v6_loopback[16] = { [15] = 1 };
+
+	cfx_auth_peer_parse(peer, &p);
+	return (p.family == 4 && p.addr[0] == 127) ||
+	       (p.family == 6 && !memcmp(p.addr, v6_loopback, 16));
+}
+
+static void handle_as(struct admin_service *svc, const struct http_request *req,
+		      struct http_response *resp, const char *user, int signed_in);
+
+/* A request waiting for its Basic password check; owns copies of the request. */
+struct pending_basic {
+	struct admin_service *svc;
+	struct cfx_loop *loop;
+	struct http_later *later;
+	struct http_request req;
+	char peer[64];
+	char user[CFX_AUTH_USER_MAX + 1];
+	int rc;
+};
+
+static void pending_basic_free(struct pending_basic *pb)
+{
+	cfx_free((void *)pb->req.target.p);
+	cfx_free((void *)pb->req.content_type.p);
+	cfx_free((void *)pb->req.body.p);
+	cfx_free(pb);
+}
+
+static void basic_checked_task(void *arg)
+{
+	struct pending_basic *pb = arg;
+	struct admin_service *svc = pb->svc;
+	struct http_response resp;
+
+	if (pb->later) {
+		http_response_init(&resp);
+		if (pb->rc == 0) {
+			handle_as(svc, &pb->req, &resp, pb->user, 1);
+		} else {
+			struct ctx x = { .svc = svc, .req = &pb->req, .resp = &resp };
+			unauthorized(&x, pb->user, "wrong user name or password");
+		}
+		if (resp.status == 0)
+			http_response_error(&resp, 500, "the request was not answered");
+		http_later_answer(pb->later, &resp);
+		http_response_free(&resp);
+		pthread_mutex_lock(&svc->mu);
+		svc->deferred--;
+		pthread_cond_broadcast(&svc->cv);
+		pthread_mutex_unlock(&svc->mu);
+	}
+	pending_basic_free(pb);
+}
+
+/* @thread auth */
+static void basic_checked(void *arg, int rc)
+{
+	struct pending_basic *pb = arg;
+
+	pb->rc = rc;
+	cfx_loop_post(pb->loop, basic_checked_task, pb);
+}
+
+static struct cfx_view view_dup(struct cfx_view v)
+{
+	uint8_t *p = cfx_malloc(v.len + 1);
+	memcpy(p, v.p, v.len);
+	p[v.len] = 0;
+	return (struct cfx_view){ p, v.len };
+}
+
+/*
+ * Who is asking. Returns 0 to go on (x->user set, or NULL for anonymous
+ * where that is allowed), 1 when the answer is set (401), 2 when it was
+ * deferred until the password is checked.
+ */
+static int authenticate(struct ctx *x, const struct route *r, char *user)
+{
+	struct cfx_auth *a = x->svc->o.auth;
+	struct cfx_view h = x->req->authorization;
+	const struct http_request *req = x->req;
+
+	if (!a || !cfx_auth_enabled(a))
+		return 0;
+	if (r->kind == ROUTE_OPEN && peer_is_loopback(req->peer))
+		return 0;
+	if (h.len == 0) {
+		if (cfx_auth_anonymous_ok(a))
+			return 0;
+		unauthorized(x, NULL, "sign in with Authorization: Basic or Bearer");
+		return 1;
+	}
+	if (h.len > 7 && !strncasecmp((const char *)h.p, "Bearer ", 7)) {
+		if (cfx_auth_token_check(a, (const char *)h.p + 7, h.len - 7, user)) {
+			unauthorized(x, NULL, "unknown or revoked token");
+			return 1;
+		}
+		x->user = user;
+		return 0;
+	}
+	if (h.len > 6 && !strncasecmp((const char *)h.p, "Basic ", 6)) {
+		uint8_t dec[HTTP_AUTHZ_BYTES_MAX];
+		size_t n = 0;
+		const uint8_t *colon;
+		int rc;
+
+		if (cfx_base64_decode((const char *)h.p + 6, h.len - 6, dec, sizeof dec, &n) ||
+		    !(colon = memchr(dec, ':', n)) || colon == dec ||
+		    (size_t)(colon - dec) > CFX_AUTH_USER_MAX) {
+			unauthorized(x, NULL, "malformed Basic credentials");
+			return 1;
+		}
+		size_t ulen = (size_t)(colon - dec);
+		memcpy(user, dec, ulen);
+		user[ulen] = 0;
+		struct cfx_loop *loop = cfx_loop_current();
+		struct pending_basic *pb = NULL;
+		if (loop) {
+			pb = cfx_calloc(1, sizeof *pb);
+			pb->svc = x->svc;
+			pb->loop = loop;
+			snprintf(pb->user, sizeof pb->user, "%s", user);
+		}
+		rc = cfx_auth_password_check(a, user, ulen, (const char *)colon + 1,
+					     n - ulen - 1, pb ? basic_checked : NULL, pb);
+		OPENSSL_cleanse(dec, sizeof dec);
+		if (rc != CFX_AGAIN) {
+			if (pb)
+				cfx_free(pb);
+			if (rc) {
+				unauthorized(x, user, "wrong user name or password");
+				return 1;
+			}
+			x->user = user;
+			return 0;
+		}
+		/* The check runs on the auth thread: answer when it is done. */
+		pthread_mutex_lock(&x->svc->mu);
+		if (!x->svc->stopping)
+			pb->later = http_response_defer(x->resp);
+		if (pb->later)
+			x->svc->deferred++;
+		pthread_mutex_unlock(&x->svc->mu);
+		if (!pb->later) {
+			/* basic_checked_task only frees it. */
+			http_response_error(x->resp, 503, "the server is shutting down");
+			return 1;
+		}
+		pb->req = *req;
+		pb->req.target = view_dup(req->target);
+		pb->req.content_type = view_dup(req->content_type);
+		pb->req.body = view_dup(req->body);
+		pb->req.authorization = (struct cfx_view){ 0 };
+		snprintf(pb->peer, sizeof pb->peer, "%s", req->peer ? req->peer : "");
+		pb->req.peer = pb->peer;
+		return 2;
+	}
+	unauthorized(x, NULL, "the Authorization scheme must be Basic or Bearer");
+	return 1;
+}
+
+/* Whether the signed-in user may call the route; sets 403 if not. */
+static bool route_allowed(struct ctx *x, enum cfx_auth_resource res, unsigned action,
+			  enum name_from from)
+{
+	struct cfx_auth *a = x->svc->o.auth;
+	const char *name = NULL;
+
+	if (!a || !cfx_auth_enabled(a) || action == ACT_SIGNED_IN)
+		return true;
+	if (action == ACT_SUPER) {
+		if (cfx_auth_is_super(a, x->user))
+			return true;
+		cfx_auth_note_denial(a, CFX_AUTH_HTTP, x->req->peer, x->user, CFX_AUTH_ALL,
+				     CFX_AUTH_CLUSTER, NULL, 0);
+		http_response_error(x->resp, 403, "only super users manage users and policies");
+		return false;
+	}
+	if (from == NAME_PARAM)
+		name = x->param;
+	else if (from == NAME_QUERY_TOPIC) {
+		name = query_get(x, "topic");
+		if (!name && !cfx_auth_is_super(a, x->user)) {
+			http_response_error(x->resp, 403, "only super users look messages up "
+					    "without naming their topic");
+			return false;
+		}
+		if (!name)
+			return true;
+	}
+	return allowed(x, res, name, action);
+}
+
+static void handle_as(struct admin_service *svc, const struct http_request *req,
+		      struct http_response *resp, const char *signed_in_as, int signed_in)
+{
+	struct ctx x = { .svc = svc, .req = req, .resp = resp };
 	struct http_parser_url u;
 	struct cfx_view path, query = { 0 }, star = { 0 };
 	const struct route *r = NULL;
-	void (*fn)(struct ctx *) = NULL;
+	size_t mi = 0;
+	char user[CFX_AUTH_USER_MAX + 1];
 
 	x.br = x.svc->o.br;
 	http_parser_url_init(&u);
@@ -1567,15 +2178,22 @@ static void admin_handle(void *arg, const struct http_request *req, struct http_
 		return;
 	}
 	/* HEAD is GET without the body (http.c leaves the body out). */
-	for (size_t i = 0; i < CFX_ARRAY_LEN(r->m) && !fn; i++)
-		if (r->m[i].fn && (r->m[i].method == req->method ||
-				   (req->method == HTTP_HEAD && r->m[i].method == HTTP_GET)))
-			fn = r->m[i].fn;
-	if (!fn) {
+	for (mi = 0; mi < CFX_ARRAY_LEN(r->m); mi++)
+		if (r->m[mi].fn && (r->m[mi].method == req->method ||
+				    (req->method == HTTP_HEAD && r->m[mi].method == HTTP_GET)))
+			break;
+	if (mi == CFX_ARRAY_LEN(r->m)) {
 		http_response_error(resp, 405, "%s is not allowed on %s (allowed: %s)",
 				    req->method_name, r->pattern, r->allow);
 		resp->allow = r->allow;
 		return;
+	}
+	if (signed_in) {
+		x.user = signed_in_as;
+	} else {
+		int rc = authenticate(&x, r, user);
+		if (rc)
+			return;
 	}
 	if (star.p) {
 		x.param = url_decode(star.p, star.len, 0);
@@ -1584,13 +2202,19 @@ static void admin_handle(void *arg, const struct http_request *req, struct http_
 			return;
 		}
 	}
-	if (parse_query(&x, query) == 0)
-		fn(&x);
+	if (parse_query(&x, query) == 0 &&
+	    route_allowed(&x, r->m[mi].res, r->m[mi].action, r->m[mi].name))
+		r->m[mi].fn(&x);
 	cfx_free(x.param);
 	for (uint32_t i = 0; i < x.nq; i++) {
 		cfx_free(x.q[i].key);
 		cfx_free(x.q[i].value);
 	}
+}
+
+static void admin_handle(void *arg, const struct http_request *req, struct http_response *resp)
+{
+	handle_as(arg, req, resp, NULL, 0);
 }
 
 /* ------------------------------------------------------------------------

@@ -16,12 +16,14 @@
 
 #include <pthread.h>
 
+#include "broker/auth.h"
 #include "broker/broker.h"
 #include "net/conn.h"
 #include "proto/http/http.h"
 
 struct admin_opts {
 	struct cfx_broker *br;	   /* borrowed; outlives the service */
+	struct cfx_auth *auth;	   /* users and policies, borrowed; NULL = no authentication */
 	struct cfx_server *srv;	   /* for the listeners' connection counters; NULL = none */
 	const char *version;	   /* of confluxd, copied */
 	const char *broker_name;   /* copied */

@@ -27,7 +27,7 @@
 
 #include "base/log.h"
 
-enum { HDR_OTHER = 0, HDR_CONTENT_TYPE, HDR_EXPECT };
+enum { HDR_OTHER = 0, HDR_CONTENT_TYPE, HDR_EXPECT, HDR_AUTHORIZATION };
 
 /* ------------------------------------------------------------------------
  * The codec
@@ -54,6 +54,7 @@ static int on_message_begin(http_parser *p)
 	hc->cur_header = HDR_OTHER;
 	hc->ctype_len = 0;
 	hc->expect_len = 0;
+	hc->authz_len = 0;
 	hc->nheaders = 0;
 	return 0;
 }
@@ -115,6 +116,9 @@ static int on_header_value(http_parser *p, const char *at, size_t len)
 		} else if (field_is(hc, "expect")) {
 			hc->cur_header = HDR_EXPECT;
 			hc->expect_len = 0;
+		} else if (field_is(hc, "authorization")) {
+			hc->cur_header = HDR_AUTHORIZATION;
+			hc->authz_len = 0;
 		} else {
 			hc->cur_header = HDR_OTHER;
 		}
@@ -123,6 +127,11 @@ static int on_header_value(http_parser *p, const char *at, size_t len)
 		keep(hc->ctype, sizeof hc->ctype, &hc->ctype_len, at, len);
 	else if (hc->cur_header == HDR_EXPECT)
 		keep(hc->expect, sizeof hc->expect, &hc->expect_len, at, len);
+	else if (hc->cur_header == HDR_AUTHORIZATION) {
+		if (hc->authz_len + len > sizeof hc->authz)
+			return fail(hc, 431, "the Authorization header is longer than 1 KiB");
+		keep(hc->authz, sizeof hc->authz, &hc->authz_len, at, len);
+	}
 	return 0;
 }
 
@@ -170,6 +179,7 @@ static int on_message_complete(http_parser *p)
 	req->target = (struct cfx_view){ hc->target.p, hc->target.len };
 	req->content_type = (struct cfx_view){ (const uint8_t *)hc->ctype, hc->ctype_len };
 	req->body = (struct cfx_view){ hc->body.p, hc->body.len };
+	req->authorization = (struct cfx_view){ (const uint8_t *)hc->authz, hc->authz_len };
 	/* After an upgrade request the rest of the stream is not HTTP/1.1. */
 	req->keep_alive = http_should_keep_alive(p) && !p->upgrade;
 	hc->complete = 1;
@@ -372,6 +382,11 @@ void http_response_encode(const struct http_response *resp, int keep_alive, int 
 		CFX_ASSERT(n > 0 && (size_t)n < sizeof head);
 		cfx_write_bytes(out, head, (size_t)n);
 	}
+	if (resp->www_authenticate) {
+		n = snprintf(head, sizeof head, "WWW-Authenticate: %s\r\n", resp->www_authenticate);
+		CFX_ASSERT(n > 0 && (size_t)n < sizeof head);
+		cfx_write_bytes(out, head, (size_t)n);
+	}
 	/* 204 and 304 carry no body and, for 204, no Content-Length either. */
 	if (resp->status != 204 && resp->status != 304) {
 		n = snprintf(head, sizeof head, "Content-Length: %zu\r\n", resp->body.len);
@@ -445,6 +460,7 @@ static void serve(struct h1conn *hc, int more)
 
 	http_response_init(&resp);
 	resp.h1 = hc;
+	hc->codec.req.peer = hc->conn->peer;
 	hc->svc->handle(hc->svc->arg, req, &resp);
 	if (resp.deferred) {
 		cfx_log_debug(CFX_LOGC_PROTO, "http: %s: %s %.*s -> answered later", hc->conn->peer,

@@ -30,6 +30,7 @@
 #define HTTP_HEADERS_MAX 100u		   /* header fields: else 431 */
 #define HTTP_BODY_BYTES_MAX (1024u * 1024) /* Content-Length: else 413 */
 #define HTTP_CTYPE_BYTES_MAX 128u	   /* a longer Content-Type is kept cut short */
+#define HTTP_AUTHZ_BYTES_MAX 1024u	   /* an Authorization header (longer: 431) */
 
 /* A complete request. Views point into the codec; valid until http_codec_next. */
 struct http_request {
@@ -38,6 +39,8 @@ struct http_request {
 	struct cfx_view target;	      /* the request target as sent ("/v1/topics?x=1") */
 	struct cfx_view content_type; /* empty if absent */
 	struct cfx_view body;	      /* empty if none */
+	struct cfx_view authorization; /* the Authorization header; empty if absent */
+	const char *peer;	      /* "ip:port" of the client; NULL outside a connection */
 	int keep_alive;		      /* another request may follow on the connection */
 };
 
@@ -59,6 +62,8 @@ struct http_codec {
 	char ctype[HTTP_CTYPE_BYTES_MAX];
 	size_t ctype_len;
 	char expect[32];
+	char authz[HTTP_AUTHZ_BYTES_MAX];
+	size_t authz_len;	   /* past the buffer: too long, refused */
 	size_t expect_len;
 	uint32_t nheaders;
 	int in_message;		   /* bytes of a request were seen, and it is not complete */
@@ -106,6 +111,7 @@ struct http_response {
 	int status;		  /* 200, 404, ... */
 	const char *content_type; /* static; NULL = no body */
 	const char *allow;	  /* 405: methods for the Allow header, static */
+	const char *www_authenticate; /* 401: the challenge, static */
 	struct cfx_writer body;
 	/* private to http.c */
 	struct h1conn *h1;	  /* the connection answering it; NULL outside one */

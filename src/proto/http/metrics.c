@@ -351,6 +351,34 @@ static void render_messaging(struct cfx_broker *br, struct cfx_writer *out)
 	sample(out, "conflux_transactions_open", NULL, NULL, NULL, NULL, cfx_broker_txn_open(br));
 }
 
+static void render_auth(struct cfx_auth *a, struct cfx_writer *out)
+{
+	struct cfx_auth_stats st;
+
+	cfx_auth_stats(a, &st);
+	family(out, "conflux_auth_failures_total", "counter",
+	       "Sign-ins refused (wrong or unknown credentials, none where they are required).");
+	for (int p = 0; p < CFX_AUTH_PROTO_N; p++)
+		sample(out, "conflux_auth_failures_total", "protocol", cfx_auth_proto_name(p), NULL,
+		       NULL, st.failures[p]);
+	family(out, "conflux_auth_denials_total", "counter",
+	       "Requests of signed-in (or anonymous) clients that policies denied.");
+	for (int p = 0; p < CFX_AUTH_PROTO_N; p++)
+		for (int i = 0; i < 8; i++)
+			if (st.denials[p][i] || i < 2)
+				sample(out, "conflux_auth_denials_total", "protocol",
+				       cfx_auth_proto_name(p), "action",
+				       i < 7 ? cfx_auth_action_name(1u << i) : "ADMIN",
+				       st.denials[p][i]);
+	family(out, "conflux_auth_password_checks_total", "counter",
+	       "Password checks run on the auth thread (each one a key derivation).");
+	sample(out, "conflux_auth_password_checks_total", NULL, NULL, NULL, NULL, st.checks);
+	family(out, "conflux_auth_password_cache_hits_total", "counter",
+	       "Password checks answered from the memory of earlier good ones.");
+	sample(out, "conflux_auth_password_cache_hits_total", NULL, NULL, NULL, NULL,
+	       st.check_cache_hits);
+}
+
 void metrics_render(struct admin_service *svc, struct cfx_writer *out)
 {
 	struct cfx_broker *br = svc->o.br;
@@ -366,6 +394,8 @@ void metrics_render(struct admin_service *svc, struct cfx_writer *out)
 	render_groups(br, &topics, &groups, out);
 	render_store(br, out);
 	render_messaging(br, out);
+	if (svc->o.auth)
+		render_auth(svc->o.auth, out);
 	for (uint32_t i = 0; i < svc->nmetrics; i++)
 		svc->metrics[i].fn(svc->metrics[i].arg, out);
 	names_free(&topics);

@@ -120,8 +120,17 @@ void kf_metadata(struct kconn *kc, struct kreq *r, struct cfx_reader *rd)
 		kafka__bad_request(kc, r, "Metadata");
 		return;
 	}
-	if (n < 0) /* null: all topics */
+	if (n < 0) { /* null: all topics, those the client may see */
+		uint32_t kept = 0;
 		cfx_broker_topic_foreach(svc->br, collect_topic, &names);
+		for (uint32_t i = 0; i < names.n; i++) {
+			if (kf_may(kc, CFX_AUTH_TOPIC, CFX_VIEW_STR(names.v[i]), CFX_AUTH_GET))
+				names.v[kept++] = names.v[i];
+			else
+				cfx_free(names.v[i]);
+		}
+		names.n = kept;
+	}
 
 	struct cfx_writer *w = &r->out;
 	size_t start = kreq_begin(r);
@@ -140,7 +149,13 @@ void kf_metadata(struct kconn *kc, struct kreq *r, struct cfx_reader *rd)
 	kf_write_array_len(w, (int32_t)names.n, flex);
 	for (uint32_t i = 0; i < names.n; i++) {
 		struct cfx_topic_info ti = { 0 };
-		int16_t err = topic_of(svc, CFX_VIEW_STR(names.v[i]), auto_create && n >= 0, &ti);
+		int16_t err = n >= 0 ? kf_authorize(kc, CFX_AUTH_TOPIC, CFX_VIEW_STR(names.v[i]),
+						    CFX_AUTH_GET)
+				     : KF_ERR_NONE;
+		if (!err)
+			err = topic_of(svc, CFX_VIEW_STR(names.v[i]), auto_create && n >= 0 &&
+					       kf_may(kc, CFX_AUTH_TOPIC, CFX_VIEW_STR(names.v[i]),
+						      CFX_AUTH_CREATE), &ti);
 		uint32_t parts = err ? 0 : ti.queues;
 
 		kf_write_i16(w, err);
@@ -198,7 +213,10 @@ void kf_list_offsets(struct kconn *kc, struct kreq *r, struct cfx_reader *rd)
 		struct cfx_view topic = kf_read_string(rd, 0, &null);
 		int32_t np = kf_read_array_len(rd, 0);
 		struct cfx_topic_info ti = { 0 };
-		int16_t terr = rd->err ? 0 : topic_of(svc, topic, 0, &ti);
+		int16_t terr = rd->err ? 0 : kf_authorize(kc, CFX_AUTH_TOPIC, topic, CFX_AUTH_GET);
+
+		if (!terr && !rd->err)
+			terr = topic_of(svc, topic, 0, &ti);
 
 		kf_write_string(&body, topic, 0, 0);
 		kf_write_array_len(&body, np < 0 ? 0 : np, 0);
@@ -489,8 +507,11 @@ void kf_produce(struct kconn *kc, struct kreq *r, struct cfx_reader *rd)
 		struct cfx_view name = kf_read_string(rd, flex, &null);
 		struct cfx_topic_info ti = { 0 };
 		int32_t np = kf_read_array_len(rd, flex);
-		int16_t terr = topic_of(svc, name, 1, &ti);
+		int16_t terr = kf_authorize(kc, CFX_AUTH_TOPIC, name, CFX_AUTH_PUB);
 
+		if (!terr) /* auto-creation needs CREATE too */
+			terr = topic_of(svc, name, kf_may(kc, CFX_AUTH_TOPIC, name, CFX_AUTH_CREATE),
+					&ti);
 		if (!terr && !cfx_broker_type_accepts(ti.type, CFX_MSG_NORMAL))
 			terr = KF_ERR_INVALID_RECORD;
 		t->name = kafka__vdup(name);
@@ -625,6 +646,7 @@ struct f_topic {
 	char *name;
 	struct f_part *parts;
 	uint32_t nparts;
+	int16_t err; /* TOPIC_AUTHORIZATION_FAILED: not read */
 };
 
 /* A broker watch of a waiting fetch (one per topic): what the dispatcher's
@@ -699,7 +721,7 @@ static size_t fetch_available(struct kf_fetch *f)
 	size_t total = 0;
 
 	for (uint32_t i = 0; i < f->ntopics; i++)
-		for (uint32_t k = 0; k < f->topics[i].nparts; k++) {
+		for (uint32_t k = 0; k < f->topics[i].nparts && !f->topics[i].err; k++) {
 			struct f_part *p = &f->topics[i].parts[k];
 			uint64_t start, end;
 			if (cfx_store_queue_bounds(st, CFX_VIEW_STR(f->topics[i].name),
@@ -748,7 +770,7 @@ static void fetch_answer(struct kf_fetch *f)
 	for (uint32_t i = 0; i < f->ntopics; i++) {
 		struct f_topic *t = &f->topics[i];
 		struct cfx_topic_info ti = { 0 };
-		int16_t terr = topic_of(f->svc, CFX_VIEW_STR(t->name), 0, &ti);
+		int16_t terr = t->err ? t->err : topic_of(f->svc, CFX_VIEW_STR(t->name), 0, &ti);
 
 		kf_write_string(w, CFX_VIEW_STR(t->name), 0, 0);
 		kf_write_array_len(w, (int32_t)t->nparts, 0);
@@ -910,6 +932,8 @@ void kf_fetch(struct kconn *kc, struct kreq *r, struct cfx_reader *rd)
 		int32_t np = kf_read_array_len(rd, 0);
 		f->ntopics++;
 		t->name = kafka__vdup(name);
+		if (!rd->err)
+			t->err = kf_authorize(kc, CFX_AUTH_TOPIC, name, CFX_AUTH_SUB);
 		if (np > 0 && !rd->err)
 			t->parts = cfx_calloc((size_t)np, sizeof *t->parts);
 		for (int32_t k = 0; k < np && !rd->err; k++) {
@@ -1048,6 +1072,9 @@ void kf_create_topics(struct kconn *kc, struct kreq *r, struct cfx_reader *rd)
 			if (t->name.len > 249 || name[0] == '%') {
 				t->err = KF_ERR_INVALID_TOPIC_EXCEPTION;
 				t->why = "invalid topic name";
+			} else if ((t->err = kf_authorize(kc, CFX_AUTH_TOPIC, t->name,
+							  CFX_AUTH_CREATE))) {
+				t->why = "not authorized to create the topic";
 			} else if (validate_only) {
 				rc = cfx_broker_topic_get(svc->br, CFX_VIEW_STR(name), 0, &ti);
 				if (rc == 0) {
@@ -1110,6 +1137,8 @@ void kf_delete_topics(struct kconn *kc, struct kreq *r, struct cfx_reader *rd)
 			 (const char *)names[i].p);
 		if (names[i].len > 249 || name[0] == '%')
 			err = KF_ERR_INVALID_TOPIC_EXCEPTION; /* the broker's own topics stay */
+		else if ((err = kf_authorize(kc, CFX_AUTH_TOPIC, names[i], CFX_AUTH_DELETE)))
+			;
 		else if (cfx_broker_topic_delete(svc->br, name))
 			err = KF_ERR_UNKNOWN_TOPIC_OR_PARTITION;
 		kf_write_string(w, names[i], 0, 0);

@@ -603,14 +603,19 @@ void kafka_coord_free(struct kafka_coord *co)
 	cfx_free(co);
 }
 
-/* The core's group record, so that the group is listed and described. */
-static int16_t core_group(struct kafka_service *svc, struct cfx_view id)
+/* The core's group record, so that the group is listed and described;
+ * first, whether the connection may consume as that group. */
+static int16_t core_group(struct kconn *kc, struct cfx_view id)
 {
+	struct kafka_service *svc = kc->svc;
 	struct cfx_group_info gi;
+	int16_t err;
 	int rc;
 
 	if (!id.len || !cfx_group_name_is_valid(id))
 		return KF_ERR_INVALID_GROUP_ID;
+	if ((err = kf_authorize(kc, CFX_AUTH_GROUP, id, CFX_AUTH_SUB)))
+		return err;
 	rc = cfx_broker_group_get(svc->br, id, 0, &gi);
 	if (rc == CFX_ENOENT) {
 		memset(&gi, 0, sizeof gi);
@@ -788,7 +793,7 @@ void kf_join_group(struct kconn *kc, struct kreq *r, struct cfx_reader *rd)
 		kafka__bad_request(kc, r, "JoinGroup");
 		return;
 	}
-	err = core_group(svc, gid);
+	err = core_group(kc, gid);
 	if (!err && (session_ms < SESSION_MS_MIN || session_ms > SESSION_MS_MAX))
 		err = KF_ERR_INVALID_SESSION_TIMEOUT;
 	if (!err && (!ptype.len || np == 0))
@@ -1259,7 +1264,7 @@ void kf_offset_commit(struct kconn *kc, struct kreq *r, struct cfx_reader *rd)
 	}
 	*rd = save;
 
-	int16_t gerr = core_group(svc, gid);
+	int16_t gerr = core_group(kc, gid);
 	if (!gerr)
 		gerr = commit_allowed(svc->coord, gid, generation, member_id);
 	struct cfx_writer *w = &r->out;
@@ -1467,9 +1472,10 @@ void kf_offset_fetch(struct kconn *kc, struct kreq *r, struct cfx_reader *rd)
 		kf_write_i32(w, 0); /* Response: ThrottleTimeMs */
 	if (v <= 7) {
 		struct cfx_view gid = kf_read_string(rd, flex, &null);
-		write_group_offsets(svc, rd, w, v, flex, gid);
+		int16_t gerr = kf_authorize(kc, CFX_AUTH_GROUP, gid, CFX_AUTH_SUB);
+		write_group_offsets(svc, rd, w, v, flex, gerr ? CFX_VIEW_STR("") : gid);
 		if (v >= 2)
-			kf_write_i16(w, KF_ERR_NONE); /* Response: ErrorCode */
+			kf_write_i16(w, gerr); /* Response: ErrorCode */
 	} else {
 		ng = kf_read_array_len(rd, flex);
 		kf_write_array_len(w, ng, flex);
@@ -1479,9 +1485,10 @@ void kf_offset_fetch(struct kconn *kc, struct kreq *r, struct cfx_reader *rd)
 				kf_read_string(rd, flex, &null);
 				kf_read_i32(rd);
 			}
+			int16_t gerr = kf_authorize(kc, CFX_AUTH_GROUP, gid, CFX_AUTH_SUB);
 			kf_write_string(w, gid, flex, 0);
-			write_group_offsets(svc, rd, w, v, flex, gid);
-			kf_write_i16(w, KF_ERR_NONE); /* Response: ErrorCode */
+			write_group_offsets(svc, rd, w, v, flex, gerr ? CFX_VIEW_STR("") : gid);
+			kf_write_i16(w, gerr); /* Response: ErrorCode */
 			kf_skip_tagged_fields(rd);
 			kf_write_empty_tagged_fields(w);
 		}

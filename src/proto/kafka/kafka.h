@@ -16,6 +16,7 @@
 
 #include <stdint.h>
 
+#include "broker/auth.h"
 #include "broker/broker.h"
 #include "net/conn.h"
 
@@ -27,6 +28,7 @@ struct kafka_opts {
 	const char *cluster_id;
 	uint32_t default_partitions; /* CreateTopics with num_partitions -1 */
 	uint32_t group_initial_delay_ms; /* a new group waits this long for more members */
+	struct cfx_auth *auth;	     /* users and policies (borrowed); NULL = no SASL */
 };
 
 struct kafka_coord;

@@ -43,13 +43,32 @@ struct kreq {
 	void *release_arg;
 };
 
+struct kf_sasl;
+
 struct kconn {
 	struct cfx_conn *c;
 	struct kafka_service *svc;
 	struct cfx_writer in; /* bytes of requests not handled yet */
 	struct kreq *head, *tail;
 	uint32_t inflight;
+	char *user;	       /* signed in as (SASL); NULL = anonymous */
+	int authed;	       /* a SASL exchange succeeded */
+	struct kf_sasl *sasl;  /* an exchange under way */
 };
+
+/* api_sasl.c: signing in and permissions (docs/security.md) */
+void kf_sasl_handshake(struct kconn *kc, struct kreq *r, struct cfx_reader *rd);
+void kf_sasl_authenticate(struct kconn *kc, struct kreq *r, struct cfx_reader *rd);
+void kf_sasl_free(struct kconn *kc);
+/* Whether users exist (then policies apply). */
+bool kf_auth_on(const struct kafka_service *svc);
+/* Whether the connection may send requests other than ApiVersions and SASL ones. */
+bool kf_signed_in_enough(const struct kconn *kc);
+/* KF_ERR_NONE, or the *_AUTHORIZATION_FAILED code of `res` (the denial is counted). */
+int16_t kf_authorize(struct kconn *kc, enum cfx_auth_resource res, struct cfx_view name,
+		     unsigned action);
+/* The same question without counting a denial (what a listing leaves out). */
+bool kf_may(struct kconn *kc, enum cfx_auth_resource res, struct cfx_view name, unsigned action);
 
 /* server.c */
 void kconn_flush(struct kconn *kc);

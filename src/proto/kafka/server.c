@@ -203,6 +203,8 @@ static const struct kf_handler {
 	{ KF_API_DESCRIBE_CONFIGS, 1, 4, kf_describe_configs },
 	{ KF_API_CREATE_PARTITIONS, 0, 3, kf_create_partitions },
 	{ KF_API_DESCRIBE_CLUSTER, 0, 1, kf_describe_cluster },
+	{ KF_API_SASL_HANDSHAKE, 0, 1, kf_sasl_handshake },
+	{ KF_API_SASL_AUTHENTICATE, 0, 2, kf_sasl_authenticate },
 };
 
 static const struct kf_handler *handler_of(int16_t key)
@@ -279,6 +281,14 @@ static int handle_frame(struct kconn *kc, uint8_t *p, size_t n)
 		cfx_conn_close(kc->c, "unsupported Kafka request");
 		return -1;
 	}
+	if (!kf_signed_in_enough(kc) && r->h.api_key != KF_API_API_VERSIONS &&
+	    r->h.api_key != KF_API_SASL_HANDSHAKE && r->h.api_key != KF_API_SASL_AUTHENTICATE) {
+		cfx_auth_note_failure(kc->svc->o.auth, CFX_AUTH_KAFKA, kc->c->peer, NULL,
+				      "a request before signing in (SASL)");
+		cfx_free(r);
+		cfx_conn_close(kc->c, "Kafka request before SASL authentication");
+		return -1;
+	}
 	r->kc = kc;
 	r->flex = kf_api_is_flexible(r->h.api_key, r->h.api_version);
 	cfx_writer_init(&r->out, 256);
@@ -338,6 +348,8 @@ static void on_close(struct cfx_conn *c)
 		}
 	}
 	cfx_writer_free(&kc->in);
+	kf_sasl_free(kc);
+	cfx_free(kc->user);
 	cfx_free(kc);
 	c->proto_data = NULL;
 }

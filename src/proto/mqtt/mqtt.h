@@ -14,6 +14,7 @@
 #include <stdint.h>
 
 #include "base/buf.h"
+#include "broker/auth.h"
 #include "broker/broker.h"
 #include "net/conn.h"
 
@@ -27,6 +28,7 @@ struct mqtt_opts {
 	uint16_t keep_alive_max_s;    /* 0: the client's */
 	uint32_t session_expiry_max_s; /* cap on a session's expiry */
 	enum cfx_durability durability; /* of QoS 1/2 publishes before their acknowledgement */
+	struct cfx_auth *auth;	      /* users and policies (borrowed); NULL = none */
 };
 
 struct mqtt_service;

@@ -61,7 +61,19 @@ struct mconn {
 	char **out_aliases; /* ours towards the client, 1-based; allocated on first use */
 	uint16_t out_alias_max, out_alias_next;
 	struct mwill *will; /* sent if the connection ends badly */
+	struct mident *id;  /* who signed in, once users exist; NULL = anonymous */
+	uint8_t *held_connect; /* a CONNECT waiting for its password check */
+	uint32_t held_len;
+	int authing;	    /* held_connect is set: input is held until the check is done */
 };
+
+/* Who a connection signed in as (only allocated once users exist). */
+struct mident {
+	struct cfx_auth_peer peer;
+	char user[]; /* "" = anonymous */
+};
+
+#define AUTH_HELD_BYTES_MAX (64u << 10) /* input held while a password is checked */
 
 /* ------------------------------------------------------------------------
  * Service
@@ -646,6 +658,165 @@ static void connack(struct mconn *mc, int reason, int present, const struct mqtt
 	send_packet(mc);
 }
 
+/* ------------------------------------------------------------------------
+ * Signing in and permissions (docs/security.md)
+ * ------------------------------------------------------------------------ */
+
+static bool auth_on(const struct mqtt_service *svc)
+{
+	return svc->o.auth && cfx_auth_enabled(svc->o.auth);
+}
+
+static struct mident *mident_new(struct mconn *mc, const char *user, size_t len)
+{
+	struct mident *id = cfx_malloc(sizeof *id + len + 1);
+
+	cfx_auth_peer_parse(mc->c->peer, &id->peer);
+	memcpy(id->user, user, len);
+	id->user[len] = 0;
+	return id;
+}
+
+/* Whether the connection may publish to / subscribe with `topic`; counts denials. */
+static bool mqtt_allowed(struct mconn *mc, struct cfx_view topic, unsigned action, size_t fixed)
+{
+	struct cfx_auth *a = mc->svc->o.auth;
+	struct cfx_auth_peer peer;
+	const struct cfx_auth_peer *pp;
+	const char *user = NULL;
+	int rc;
+
+	if (!auth_on(mc->svc))
+		return true;
+	if (mc->id) {
+		pp = &mc->id->peer;
+		user = mc->id->user[0] ? mc->id->user : NULL;
+	} else {
+		cfx_auth_peer_parse(mc->c->peer, &peer);
+		pp = &peer;
+	}
+	if (action == CFX_AUTH_SUB)
+		rc = cfx_auth_authorize_filter(a, user, (const char *)topic.p, topic.len, fixed, pp);
+	else
+		rc = cfx_auth_authorize(a, user, CFX_AUTH_TOPIC, (const char *)topic.p, topic.len,
+					action, pp);
+	if (rc == 0)
+		return true;
+	cfx_auth_note_denial(a, CFX_AUTH_MQTT, mc->c->peer, user, action, CFX_AUTH_TOPIC,
+			     (const char *)topic.p, topic.len);
+	return false;
+}
+
+/* Refuses a CONNECT with the reason for the version, and closes. */
+static int refuse_connect(struct mconn *mc, int reason, const char *why)
+{
+	connack(mc, reason, 0, NULL);
+	cfx_conn_close(mc->c, why);
+	return -1;
+}
+
+struct auth_wait {
+	struct cfx_conn_handle *h;
+	struct cfx_loop *loop;
+	int rc;
+};
+
+static int process_input(struct mconn *mc, const uint8_t *p, size_t n);
+static int on_connect(struct mconn *mc, const struct mqtt_connect *cn);
+
+/* The password check is done: go on with the CONNECT it held. @thread loop */
+static void auth_done_task(void *arg)
+{
+	struct auth_wait *w = arg;
+	struct cfx_conn *c = w->h->conn;
+	struct mconn *mc = c ? c->proto_data : NULL;
+	struct mqtt_packet pkt;
+	struct mqtt_err err = { 0 };
+
+	cfx_conn_handle_put(w->h);
+	if (mc && mc->authing && !c->closing) {
+		mc->authing = 0;
+		/* Decoded before: it decodes again. */
+		int rc = mqtt_decode(mc->held_connect, mc->held_len, 0, MQTT_FROM_CLIENT, &pkt, &err);
+		CFX_ASSERT(rc == 0 && pkt.type == MQTT_CONNECT);
+		mc->version = pkt.connect.version;
+		if (w->rc) {
+			cfx_auth_note_failure(mc->svc->o.auth, CFX_AUTH_MQTT, c->peer,
+					      mc->id ? mc->id->user : NULL, "wrong user name or password");
+			refuse_connect(mc, MQTT_RC_BAD_USER_NAME_OR_PASSWORD, "wrong MQTT credentials");
+		} else if (on_connect(mc, &pkt.connect) == 0 && mc->in.len) {
+			/* What the client sent meanwhile. */
+			static const uint8_t none;
+			process_input(mc, &none, 0);
+		}
+		cfx_free(mc->held_connect);
+		mc->held_connect = NULL;
+	}
+	cfx_free(w);
+}
+
+/* @thread auth */
+static void auth_done(void *arg, int rc)
+{
+	struct auth_wait *w = arg;
+
+	w->rc = rc;
+	cfx_loop_post(w->loop, auth_done_task, w);
+}
+
+/*
+ * A CONNECT: without users, or anonymous where allowed, it goes on at once;
+ * a user name and password are checked first. Returns 0, -1 (closed), or 1
+ * when the check runs on the auth thread (input is held until it is done).
+ */
+static int connect_or_check(struct mconn *mc, const struct mqtt_connect *cn, const uint8_t *p,
+			    size_t n)
+{
+	struct mqtt_service *svc = mc->svc;
+	struct cfx_auth *a = svc->o.auth;
+	struct auth_wait *w;
+	int rc;
+
+	mc->version = cn->version;
+	if (!auth_on(svc))
+		return on_connect(mc, cn);
+	if (!cn->has_username) {
+		if (!cfx_auth_anonymous_ok(a)) {
+			cfx_auth_note_failure(a, CFX_AUTH_MQTT, mc->c->peer, NULL,
+					      "no user name where one is required");
+			return refuse_connect(mc, MQTT_RC_NOT_AUTHORIZED, "MQTT client without credentials");
+		}
+		mc->id = mident_new(mc, "", 0);
+		return on_connect(mc, cn);
+	}
+	if (!cn->username.len || cn->username.len > CFX_AUTH_USER_MAX || !cn->has_password) {
+		cfx_auth_note_failure(a, CFX_AUTH_MQTT, mc->c->peer, NULL,
+				      "a user name without a password");
+		return refuse_connect(mc, MQTT_RC_BAD_USER_NAME_OR_PASSWORD, "MQTT credentials incomplete");
+	}
+	mc->id = mident_new(mc, (const char *)cn->username.p, cn->username.len);
+	w = cfx_calloc(1, sizeof *w);
+	w->h = cfx_conn_handle_get(mc->c);
+	w->loop = mc->c->loop;
+	rc = cfx_auth_password_check(a, (const char *)cn->username.p, cn->username.len,
+				     (const char *)cn->password.p, cn->password.len, auth_done, w);
+	if (rc == CFX_AGAIN) {
+		mc->authing = 1;
+		mc->held_connect = cfx_malloc(n);
+		memcpy(mc->held_connect, p, n);
+		mc->held_len = (uint32_t)n;
+		return 1;
+	}
+	cfx_conn_handle_put(w->h);
+	cfx_free(w);
+	if (rc) {
+		cfx_auth_note_failure(a, CFX_AUTH_MQTT, mc->c->peer, mc->id->user,
+				      "wrong user name or password");
+		return refuse_connect(mc, MQTT_RC_BAD_USER_NAME_OR_PASSWORD, "wrong MQTT credentials");
+	}
+	return on_connect(mc, cn);
+}
+
 static int on_connect(struct mconn *mc, const struct mqtt_connect *cn)
 {
 	struct mqtt_service *svc = mc->svc;
@@ -693,7 +864,7 @@ static int on_connect(struct mconn *mc, const struct mqtt_connect *cn)
 			out.server_keep_alive_s = mc->keep_alive_s;
 		}
 	}
-	if (cn->has_will)
+	if (cn->has_will && mqtt_allowed(mc, cn->will.topic, CFX_AUTH_PUB, 0))
 		mc->will = mqtt_will_new(cn);
 	mc->s = mqtt_session_attach(svc, id, cn->clean_start, expiry, mc->version, mc,
 				    cfx_conn_handle_get(mc->c), mc->c->loop, &present, &old_h,
@@ -759,6 +930,16 @@ static int on_publish(struct mconn *mc, struct mqtt_publish *pub)
 		mqtt_conn_kick(mc, MQTT_RC_TOPIC_NAME_INVALID);
 		return -1;
 	}
+	if (!mqtt_allowed(mc, topic, CFX_AUTH_PUB, 0)) {
+		/* Nothing is stored. MQTT 5 says why; 3.1.1 has no negative
+		 * acknowledgement: the message is acknowledged and dropped. */
+		int reason = mc->version == MQTT_V5 ? MQTT_RC_NOT_AUTHORIZED : 0;
+		if (pub->qos == 1)
+			send_ack(mc, MQTT_PUBACK, pub->packet_id, reason);
+		else if (pub->qos == 2)
+			send_ack(mc, MQTT_PUBREC, pub->packet_id, reason);
+		return 0;
+	}
 	if (pub->qos == 2) {
 		if (!mqtt_session_qos2_begin(mc->svc, mc->s, pub->packet_id)) {
 			/* a resend: stored already */
@@ -799,6 +980,15 @@ static int on_subscribe(struct mconn *mc, const struct mqtt_subscribe *sub)
 		sub_id = mqtt_props_first_sub_id(&sub->props);
 	mqtt_topic_iter_init(&it, MQTT_SUBSCRIBE, sub);
 	while (n < MQTT_SUBSCRIBE_TOPICS_MAX && mqtt_topic_next(&it, &subs[n]) == 1) {
+		struct cfx_view tf = subs[n].topic_filter;
+		size_t fixed = 0;
+		while (fixed < tf.len && tf.p[fixed] != '+' && tf.p[fixed] != '#')
+			fixed++;
+		if (!mqtt_allowed(mc, tf, CFX_AUTH_SUB, fixed)) {
+			existed[n] = 0;
+			reasons[n++] = MQTT_RC_NOT_AUTHORIZED;
+			continue;
+		}
 		int rc = mqtt_session_subscribe(svc, mc->s, &subs[n], sub_id, &existed[n]);
 		reasons[n] = rc ? MQTT_RC_TOPIC_FILTER_INVALID : subs[n].qos;
 		n++;
@@ -873,7 +1063,7 @@ static int handle_packet(struct mconn *mc, const uint8_t *p, size_t n)
 			mqtt_conn_kick(mc, MQTT_RC_PROTOCOL_ERROR);
 			return -1;
 		}
-		return on_connect(mc, &pkt.connect);
+		return connect_or_check(mc, &pkt.connect, p, n);
 	case MQTT_PUBLISH:
 		return on_publish(mc, &pkt.publish);
 	case MQTT_PUBACK:
@@ -938,10 +1128,29 @@ static int on_open(struct cfx_conn *c)
 static int on_read(struct cfx_conn *c, const uint8_t *p, size_t n)
 {
 	struct mconn *mc = c->proto_data;
+
+	mc->last_rx_ms = cfx_loop_now_ms(c->loop);
+	if (mc->authing) { /* held until the password check is done */
+		if (mc->in.len + n > AUTH_HELD_BYTES_MAX) {
+			cfx_conn_close(c, "too much input while signing in");
+			return -1;
+		}
+		cfx_write_bytes(&mc->in, p, n);
+		return 0;
+	}
+	return process_input(mc, p, n);
+}
+
+/*
+ * Decodes and handles the whole packets of what arrived (after what is held
+ * in mc->in); keeps a split tail, or everything after a CONNECT whose
+ * password is being checked.
+ */
+static int process_input(struct mconn *mc, const uint8_t *p, size_t n)
+{
 	const uint8_t *buf = p;
 	size_t pos = 0, len = n;
 
-	mc->last_rx_ms = cfx_loop_now_ms(c->loop);
 	if (mc->in.len) { /* the rest of a split packet: continue it */
 		cfx_write_bytes(&mc->in, p, n);
 		buf = mc->in.p;
@@ -962,9 +1171,12 @@ static int on_read(struct cfx_conn *c, const uint8_t *p, size_t n)
 							 : MQTT_RC_MALFORMED_PACKET);
 			return -1;
 		}
-		if (handle_packet(mc, buf + pos, frame))
+		int hr = handle_packet(mc, buf + pos, frame);
+		if (hr < 0)
 			return -1;
 		pos += frame;
+		if (hr > 0) /* signing in: the rest waits */
+			break;
 	}
 	if (buf != mc->in.p) {
 		if (pos < len)
@@ -1034,6 +1246,8 @@ static void on_close(struct cfx_conn *c)
 	cfx_free(mc->aliases);
 	cfx_free(mc->out_aliases);
 	mqtt_will_free(mc->will);
+	cfx_free(mc->id);
+	cfx_free(mc->held_connect);
 	cfx_writer_free(&mc->in);
 	cfx_writer_free(&mc->out);
 	cfx_free(mc);
