@@ -536,6 +536,29 @@ static void user_insert(struct cfx_auth *a, struct user *u)
 	atomic_store(&a->enabled, 1);
 }
 
+/*
+ * Whether replacing `skip` (the user being deleted or changed) by `repl`
+ * (NULL: gone) would take away the last enabled super user while users
+ * remain: nobody could manage users and policies any more. @locks a->lock
+ */
+static bool leaves_no_super(const struct cfx_auth *a, const struct user *skip,
+			    const struct user *repl)
+{
+	size_t left = 0, before = 0, after = 0;
+
+	for (size_t i = 0; i < a->nusers; i++) {
+		const struct user *u = a->users[i];
+		before += u->info.super && u->info.enabled;
+		if (u == skip)
+			u = repl;
+		if (!u)
+			continue;
+		left++;
+		after += u->info.super && u->info.enabled;
+	}
+	return before > 0 && after == 0 && left > 0;
+}
+
 /* Fills the credentials (and the sealed secret) of u from a password. */
 static int user_set_password(struct cfx_auth *a, struct user *u, const char *pw, size_t n)
 {
@@ -1111,6 +1134,11 @@ int cfx_auth_user_update(struct cfx_auth *a, const char *name, const char *passw
 		nu->info.super = !!super;
 	if (enabled >= 0)
 		nu->info.enabled = !!enabled;
+	if (leaves_no_super(a, u, nu)) {
+		pthread_rwlock_unlock(&a->lock);
+		user_free(nu);
+		return CFX_ELOCKED;
+	}
 	a->users[i] = nu;
 	if ((rc = save_locked(a))) {
 		a->users[i] = u;
@@ -1136,18 +1164,24 @@ int cfx_auth_user_delete(struct cfx_auth *a, const char *name)
 		return CFX_ENOENT;
 	}
 	u = a->users[i];
+	if (leaves_no_super(a, u, NULL)) {
+		pthread_rwlock_unlock(&a->lock);
+		return CFX_ELOCKED;
+	}
 	memmove(a->users + i, a->users + i + 1, (a->nusers - i - 1) * sizeof *a->users);
 	a->nusers--;
 	/* Its policies go with it. */
 	nsaved = a->nacls;
 	saved = cfx_malloc((nsaved ? nsaved : 1) * sizeof *saved);
-	memcpy(saved, a->acls, nsaved * sizeof *saved);
+	if (nsaved)
+		memcpy(saved, a->acls, nsaved * sizeof *saved);
 	for (size_t k = 0; k < a->nacls; k++)
 		if (strcmp(a->acls[k].acl.subject, name))
 			a->acls[kept++] = a->acls[k];
 	a->nacls = kept;
 	if ((rc = save_locked(a))) {
-		memcpy(a->acls, saved, nsaved * sizeof *saved);
+		if (nsaved)
+			memcpy(a->acls, saved, nsaved * sizeof *saved);
 		a->nacls = nsaved;
 		memmove(a->users + i + 1, a->users + i, (a->nusers - i) * sizeof *a->users);
 		a->users[i] = u;

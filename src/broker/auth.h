@@ -103,10 +103,14 @@ bool cfx_auth_anonymous_ok(const struct cfx_auth *a);
 /* Returns 0, CFX_EEXIST, CFX_EINVAL (name or password), or an I/O error. */
 int cfx_auth_user_create(struct cfx_auth *a, const char *name, const char *password,
 			 size_t pw_len, int super, int enabled);
-/* Changes what is given: password (NULL keeps it), super / enabled (-1 keeps). */
+/*
+ * Changes what is given: password (NULL keeps it), super / enabled (-1 keeps).
+ * Update and delete refuse (CFX_ELOCKED) to leave users without an enabled
+ * super user: nobody could manage them then. Deleting every user is allowed.
+ */
 int cfx_auth_user_update(struct cfx_auth *a, const char *name, const char *password,
 			 size_t pw_len, int super, int enabled);
-/* Deletes the user and its policies. Returns 0 or CFX_ENOENT. */
+/* Deletes the user and its policies. Returns 0, CFX_ENOENT or CFX_ELOCKED (above). */
 int cfx_auth_user_delete(struct cfx_auth *a, const char *name);
 int cfx_auth_user_get(struct cfx_auth *a, const char *name, struct cfx_auth_user_info *out);
 void cfx_auth_user_foreach(struct cfx_auth *a,

@@ -1,6 +1,7 @@
 /*
  * cli.h - the subcommands of the conflux command-line tool, and what they
- * share: the common options (--server, --grpc, --json, --timeout), error
+ * share: the common options (--server, --grpc, --json, --timeout, and the
+ * credentials --user, --password, --password-file, --token), error
  * reporting with exit statuses, tables, and time and size formatting
  * (cli_util.c).
  *
@@ -29,7 +30,22 @@ enum cli_exit {
 	CLI_EUNREACHABLE = 3, /* the server could not be reached at all */
 };
 
-#define CLI_ADDR_MAX 256
+#define CLI_ADDR_MAX	 256
+#define CLI_USER_MAX	 128 /* bytes of a user name (the server's CFX_AUTH_USER_MAX) */
+#define CLI_PASSWORD_MAX 255 /* bytes of a password (the server's CFX_AUTH_PASSWORD_MAX) */
+#define CLI_TOKEN_MAX	 128 /* bytes of an admin token (the server's are 64 hex) */
+
+/*
+ * Credentials from the options (--user, --password or --password-file,
+ * --token). Empty strings are "not given"; cli_credentials fills what the
+ * options left out from CONFLUX_USER, CONFLUX_PASSWORD and CONFLUX_TOKEN.
+ */
+struct cli_creds {
+	char user[CLI_USER_MAX + 1];
+	char password[CLI_PASSWORD_MAX + 1];
+	char token[CLI_TOKEN_MAX + 1];
+	int password_given; /* --password or --password-file (an empty password counts) */
+};
 
 /* What every command gets from the common options. */
 struct cli {
@@ -40,6 +56,7 @@ struct cli {
 	int json;		   /* --json: machine-readable output */
 	int64_t timeout_ms;	   /* one request's deadline */
 	int admin_optional;	   /* admin_call: an unreachable server is not reported */
+	struct cli_creds creds;	   /* sign-in credentials from the options */
 };
 
 /*
@@ -68,6 +85,35 @@ int cli_global_options(int argc, char **argv);
 int cli_opt(struct cli *c, int argc, char **argv, int *i, const char *name, const char **val);
 int cli_flag(char **argv, int *i, const char *name);
 int cli_common(struct cli *c, int argc, char **argv, int *i, int *exit_now);
+
+/*
+ * Sign-in credentials.
+ *
+ * cli_credentials: the Authorization header value for the admin API in
+ * `out` ("Bearer TOKEN" or "Basic base64(user:password)"), or "" when no
+ * credentials were given. Options win over the environment: --token, then
+ * --user/--password (a missing half taken from CONFLUX_USER or
+ * CONFLUX_PASSWORD), then CONFLUX_TOKEN, then CONFLUX_USER with
+ * CONFLUX_PASSWORD. A user without a password is asked for one on the
+ * terminal (no echo), once per run. Returns 0, or -1 with a message
+ * printed. `out` holds a secret: the caller wipes it (cli_wipe).
+ */
+#define CLI_AUTHZ_MAX 1024 /* an Authorization header value (the server's limit) */
+int cli_credentials(const struct cli *c, char *out, size_t len);
+
+/*
+ * Reads a password: from the first line of FILE when `file` is not NULL
+ * ("-" = stdin), else, or when `file` is "-" and stdin is a terminal,
+ * from the terminal with echo off after `prompt` on stderr (asked twice
+ * and compared when `confirm`). The line ending is
+ * dropped. Returns 0, or -1 with a message printed (no terminal, an
+ * unreadable file, a password over CLI_PASSWORD_MAX bytes).
+ */
+int cli_read_password(const struct cli *c, const char *file, const char *prompt, int confirm,
+		      char out[CLI_PASSWORD_MAX + 1]);
+
+/* Overwrites a secret in memory in a way the compiler keeps. */
+void cli_wipe(void *p, size_t n);
 
 /*
  * Shorthands for the option loops of the commands, which all read
@@ -190,5 +236,8 @@ int cli_produce(int argc, char **argv);
 int cli_consume(int argc, char **argv);
 int cli_message(int argc, char **argv);
 int cli_dlq(int argc, char **argv);
+int cli_user(int argc, char **argv);
+int cli_acl(int argc, char **argv);
+int cli_whoami(int argc, char **argv);
 
 #endif

@@ -1,15 +1,25 @@
 /*
  * cli_util.c - what the conflux subcommands share: common options, typed
- * option values, error messages and exit statuses, signals, aligned
- * tables, JSON output, and time, URL, base64 and text helpers.
+ * option values, sign-in credentials and password prompts, error messages
+ * and exit statuses, signals, aligned tables, JSON output, and time, URL,
+ * base64 and text helpers.
  *
  * Nothing here talks to a server (http_client.c and rmq_client.c do).
+ * Secrets (passwords, tokens) are never printed; the copies this file
+ * makes are wiped when they are no longer needed, and the argv strings
+ * they came from are blanked so that ps(1) does not show them.
  */
+#include <errno.h>
+#include <fcntl.h>
+#include <openssl/crypto.h>
 #include <openssl/evp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <termios.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "base/conf.h"
 #include "cmd/conflux/cli.h"
@@ -21,6 +31,7 @@ static struct {
 	char server[CLI_ADDR_MAX], grpc[CLI_ADDR_MAX];
 	int json;
 	int64_t timeout_ms;
+	struct cli_creds creds;
 } global;
 
 void cli_init(struct cli *c, const char *cmd, const char *usage)
@@ -37,6 +48,7 @@ void cli_init(struct cli *c, const char *cmd, const char *usage)
 	snprintf(c->grpc, sizeof c->grpc, "%s", global.grpc);
 	c->json = global.json;
 	c->timeout_ms = global.timeout_ms ? global.timeout_ms : 10000;
+	c->creds = global.creds;
 }
 
 int cli_global_options(int argc, char **argv)
@@ -59,6 +71,8 @@ int cli_global_options(int argc, char **argv)
 	snprintf(global.grpc, sizeof global.grpc, "%s", c.grpc);
 	global.json = c.json;
 	global.timeout_ms = c.timeout_ms;
+	global.creds = c.creds;
+	cli_wipe(&c.creds, sizeof c.creds);
 	return i - 1;
 }
 
@@ -97,6 +111,44 @@ int cli_flag(char **argv, int *i, const char *name)
 	return 1;
 }
 
+/*
+ * A user name goes into "user:password" of Basic credentials: no ':' and
+ * no control characters (the server checks the rest of its syntax).
+ */
+static int check_user(struct cli *c, const char *what, const char *u)
+{
+	size_t n = strlen(u);
+
+	if (n == 0 || n > CLI_USER_MAX || strchr(u, ':')) {
+		cli_usage_error(c, "%s: a user name is 1 to %d characters, without ':'", what,
+				CLI_USER_MAX);
+		return -1;
+	}
+	for (const char *p = u; *p; p++)
+		if ((unsigned char)*p < 0x20 || *p == 0x7f) {
+			cli_usage_error(c, "%s: the user name has a control character", what);
+			return -1;
+		}
+	return 0;
+}
+
+/* A token goes into a header as it is: visible ASCII only. */
+static int check_token(struct cli *c, const char *what, const char *t)
+{
+	size_t n = strlen(t);
+
+	if (n == 0 || n > CLI_TOKEN_MAX) {
+		cli_usage_error(c, "%s: a token is 1 to %d characters", what, CLI_TOKEN_MAX);
+		return -1;
+	}
+	for (const char *p = t; *p; p++)
+		if (*p <= ' ' || *p > '~') {
+			cli_usage_error(c, "%s: a token has only visible ASCII characters", what);
+			return -1;
+		}
+	return 0;
+}
+
 int cli_common(struct cli *c, int argc, char **argv, int *i, int *exit_now)
 {
 	const char *v;
@@ -131,6 +183,43 @@ int cli_common(struct cli *c, int argc, char **argv, int *i, int *exit_now)
 		}
 		return r;
 	}
+	if ((r = cli_opt(c, argc, argv, i, "--user", &v)) != 0) {
+		if (r > 0 && check_user(c, "--user", v))
+			return -1;
+		if (r > 0)
+			snprintf(c->creds.user, sizeof c->creds.user, "%s", v);
+		return r;
+	}
+	if ((r = cli_opt(c, argc, argv, i, "--password", &v)) != 0) {
+		if (r > 0) {
+			if (strlen(v) > CLI_PASSWORD_MAX) {
+				cli_usage_error(c, "--password: longer than %d bytes",
+						CLI_PASSWORD_MAX);
+				return -1;
+			}
+			snprintf(c->creds.password, sizeof c->creds.password, "%s", v);
+			c->creds.password_given = 1;
+			cli_wipe((char *)v, strlen(v));
+		}
+		return r;
+	}
+	if ((r = cli_opt(c, argc, argv, i, "--password-file", &v)) != 0) {
+		if (r > 0) {
+			if (cli_read_password(c, v, NULL, 0, c->creds.password))
+				return -1;
+			c->creds.password_given = 1;
+		}
+		return r;
+	}
+	if ((r = cli_opt(c, argc, argv, i, "--token", &v)) != 0) {
+		if (r > 0) {
+			if (check_token(c, "--token", v))
+				return -1;
+			snprintf(c->creds.token, sizeof c->creds.token, "%s", v);
+			cli_wipe((char *)v, strlen(v));
+		}
+		return r;
+	}
 	return 0;
 }
 
@@ -162,6 +251,255 @@ int cli_size(struct cli *c, const char *what, const char *s, int64_t *out)
 		cli_usage_error(c, "%s: \"%s\" is not a size (e.g. 100, 1KiB, 4MiB)", what, s);
 		return -1;
 	}
+	return 0;
+}
+
+/* ------------------------------------------------------------------------
+ * Credentials
+ *
+ * The admin API takes "Authorization: Bearer TOKEN" or "Basic
+ * base64(user:password)" (docs/security.md). Passwords come from an
+ * option, a file, the environment or the terminal; the terminal is read
+ * with echo off, and a signal during the prompt puts the echo back before
+ * the process dies.
+ * ------------------------------------------------------------------------ */
+
+void cli_wipe(void *p, size_t n)
+{
+	if (p && n)
+		OPENSSL_cleanse(p, n);
+}
+
+static struct termios tty_saved;
+static volatile sig_atomic_t tty_restore;
+
+static void on_prompt_signal(int sig)
+{
+	if (tty_restore)
+		tcsetattr(STDIN_FILENO, TCSAFLUSH, &tty_saved);
+	signal(sig, SIG_DFL);
+	raise(sig);
+}
+
+/*
+ * Reads one line from fd into out (at most CLI_PASSWORD_MAX bytes, line
+ * ending dropped). Returns the length, -1 on a read error, -2 when too long.
+ */
+static int read_line(int fd, char out[CLI_PASSWORD_MAX + 1])
+{
+	size_t n = 0;
+	int too_long = 0;
+
+	for (;;) {
+		char ch;
+		ssize_t r = read(fd, &ch, 1);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0)
+			return -1;
+		if (r == 0 || ch == '\n')
+			break;
+		if (n < CLI_PASSWORD_MAX)
+			out[n++] = ch;
+		else
+			too_long = 1;
+	}
+	if (n && out[n - 1] == '\r')
+		n--;
+	out[n] = '\0';
+	if (too_long) {
+		cli_wipe(out, CLI_PASSWORD_MAX + 1);
+		return -2;
+	}
+	return (int)n;
+}
+
+/* Prompts on stderr and reads a line from the terminal on stdin without echo. */
+static int prompt_password(const char *prompt, char out[CLI_PASSWORD_MAX + 1])
+{
+	static const int sigs[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGTSTP};
+	struct sigaction sa, old[CFX_ARRAY_LEN(sigs)];
+	struct termios t;
+	int n;
+
+	if (tcgetattr(STDIN_FILENO, &tty_saved))
+		return -1;
+	memset(&sa, 0, sizeof sa);
+	sa.sa_handler = on_prompt_signal;
+	sigemptyset(&sa.sa_mask);
+	for (size_t k = 0; k < CFX_ARRAY_LEN(sigs); k++)
+		sigaction(sigs[k], &sa, &old[k]);
+	t = tty_saved;
+	t.c_lflag &= ~(tcflag_t)ECHO;
+	t.c_lflag |= ECHONL;
+	tty_restore = 1;
+	fputs(prompt, stderr);
+	fflush(stderr);
+	tcsetattr(STDIN_FILENO, TCSAFLUSH, &t);
+	n = read_line(STDIN_FILENO, out);
+	tcsetattr(STDIN_FILENO, TCSAFLUSH, &tty_saved);
+	tty_restore = 0;
+	for (size_t k = 0; k < CFX_ARRAY_LEN(sigs); k++)
+		sigaction(sigs[k], &old[k], NULL);
+	return n;
+}
+
+int cli_read_password(const struct cli *c, const char *file, const char *prompt, int confirm,
+		      char out[CLI_PASSWORD_MAX + 1])
+{
+	char again[CLI_PASSWORD_MAX + 1];
+	int n;
+
+	if (file && !strcmp(file, "-") && isatty(STDIN_FILENO))
+		file = NULL; /* "-" on a terminal: asked for without echo */
+	if (!prompt)
+		prompt = "Password: ";
+	if (file) {
+		int fd = strcmp(file, "-") ? open(file, O_RDONLY | O_CLOEXEC) : STDIN_FILENO;
+		if (fd < 0) {
+			cli_error(c, "cannot read the password file %s: %s", file, strerror(errno));
+			return -1;
+		}
+		n = read_line(fd, out);
+		if (fd != STDIN_FILENO)
+			close(fd);
+		if (n == -1) {
+			cli_error(c, "cannot read the password file %s: %s", file, strerror(errno));
+			return -1;
+		}
+		if (n == -2) {
+			cli_error(c, "the password in %s is longer than %d bytes", file,
+				  CLI_PASSWORD_MAX);
+			return -1;
+		}
+		if (n == 0) {
+			cli_error(c, "the first line of %s is empty: no password", file);
+			return -1;
+		}
+		return 0;
+	}
+	if (!isatty(STDIN_FILENO)) {
+		cli_error(c, "a password is needed and stdin is not a terminal to ask for it; "
+			     "give --password-file FILE (or --password)");
+		return -1;
+	}
+	n = prompt_password(prompt, out);
+	if (n <= 0) {
+		cli_wipe(out, CLI_PASSWORD_MAX + 1);
+		cli_error(c, "%s",
+			  n == 0    ? "no password given"
+			  : n == -2 ? "the password is longer than 255 bytes"
+				    : "cannot read the password from the terminal");
+		return -1;
+	}
+	if (confirm) {
+		n = prompt_password("Again: ", again);
+		int same = n >= 0 && !strcmp(again, out);
+		cli_wipe(again, sizeof again);
+		if (!same) {
+			cli_wipe(out, CLI_PASSWORD_MAX + 1);
+			cli_error(c, "the passwords do not match");
+			return -1;
+		}
+	}
+	return 0;
+}
+
+/* A password asked for on the terminal, kept for the later requests of this run. */
+static struct {
+	int have;
+	char user[CLI_USER_MAX + 1];
+	char password[CLI_PASSWORD_MAX + 1];
+} asked;
+
+static int basic(const struct cli *c, const char *user, const char *password, char *out, size_t len)
+{
+	char plain[CLI_USER_MAX + 1 + CLI_PASSWORD_MAX + 1];
+	size_t ul = strlen(user), pl;
+
+	if (!password) {
+		if (!asked.have || strcmp(asked.user, user)) {
+			char prompt[CLI_USER_MAX + 32];
+			snprintf(prompt, sizeof prompt, "Password for %s: ", user);
+			if (!isatty(STDIN_FILENO)) {
+				cli_error(c,
+					  "no password for user %s: give --password, "
+					  "--password-file FILE or CONFLUX_PASSWORD%s",
+					  user,
+					  strncmp(c->cmd, "user ", 5)
+						  ? ""
+						  : " (in `user create` and `user update` "
+						    "the sign-in options go before the command)");
+				return -1;
+			}
+			if (cli_read_password(c, NULL, prompt, 0, asked.password))
+				return -1;
+			snprintf(asked.user, sizeof asked.user, "%s", user);
+			asked.have = 1;
+		}
+		password = asked.password;
+	}
+	pl = strlen(password);
+	if (ul > CLI_USER_MAX || pl > CLI_PASSWORD_MAX || strchr(user, ':') || !ul) {
+		cli_error(c,
+			  "the user name must be 1 to %d characters without ':', the password "
+			  "at most %d bytes",
+			  CLI_USER_MAX, CLI_PASSWORD_MAX);
+		return -1;
+	}
+	memcpy(plain, user, ul);
+	plain[ul] = ':';
+	memcpy(plain + ul + 1, password, pl);
+	CFX_ASSERT(len >= 6 + 4 * ((ul + 1 + pl + 2) / 3) + 1);
+	memcpy(out, "Basic ", 6);
+	EVP_EncodeBlock((unsigned char *)out + 6, (const unsigned char *)plain, (int)(ul + 1 + pl));
+	cli_wipe(plain, sizeof plain);
+	return 0;
+}
+
+static int bearer(const struct cli *c, const char *token, const char *from, char *out, size_t len)
+{
+	size_t n = strlen(token);
+
+	for (const char *p = token; *p; p++)
+		if (*p <= ' ' || *p > '~')
+			n = 0;
+	if (n == 0 || n > CLI_TOKEN_MAX) {
+		cli_error(c, "%s: a token is 1 to %d visible ASCII characters", from,
+			  CLI_TOKEN_MAX);
+		return -1;
+	}
+	CFX_ASSERT(len > 7 + n);
+	snprintf(out, len, "Bearer %s", token);
+	return 0;
+}
+
+int cli_credentials(const struct cli *c, char *out, size_t len)
+{
+	const struct cli_creds *cr = &c->creds;
+	const char *env_user = getenv("CONFLUX_USER"), *env_pw = getenv("CONFLUX_PASSWORD");
+	const char *env_token = getenv("CONFLUX_TOKEN");
+
+	CFX_ASSERT(len >= CLI_AUTHZ_MAX);
+	out[0] = '\0';
+	if (env_user && !*env_user)
+		env_user = NULL;
+	if (env_token && !*env_token)
+		env_token = NULL;
+	if (cr->token[0])
+		return bearer(c, cr->token, "--token", out, len);
+	if (cr->user[0] || cr->password_given) {
+		const char *user = cr->user[0] ? cr->user : env_user;
+		if (!user) {
+			cli_error(c, "--password needs a user name: --user NAME or CONFLUX_USER");
+			return -1;
+		}
+		return basic(c, user, cr->password_given ? cr->password : env_pw, out, len);
+	}
+	if (env_token)
+		return bearer(c, env_token, "CONFLUX_TOKEN", out, len);
+	if (env_user)
+		return basic(c, env_user, env_pw, out, len);
 	return 0;
 }
 

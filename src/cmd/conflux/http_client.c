@@ -162,16 +162,20 @@ static int on_complete(http_parser *hp)
 	return 0;
 }
 
+/* The request line, Host, and the fixed headers; the Authorization header comes on top. */
+#define HEAD_BYTES_MAX (1024 + CLI_ADDR_MAX)
+
 int http_request(const char *hostport, const char *method, const char *target, const char *body,
-		 int64_t timeout_ms, struct http_response *resp, char *err, size_t errlen)
+		 const char *authz, int64_t timeout_ms, struct http_response *resp, char *err,
+		 size_t errlen)
 {
 	int64_t deadline = cfx_clock_mono_ms() + timeout_ms;
 	size_t blen = body ? strlen(body) : 0;
 	http_parser_settings hs;
 	struct parse_state ps = {.resp = resp};
 	http_parser hp;
-	char head[1024 + CLI_ADDR_MAX];
-	int fd, n;
+	char head[HEAD_BYTES_MAX + sizeof "Authorization: \r\n" + CLI_AUTHZ_MAX];
+	int fd, n, sent;
 
 	memset(resp, 0, sizeof *resp);
 	fd = dial(hostport, deadline, err, errlen);
@@ -184,10 +188,14 @@ int http_request(const char *hostport, const char *method, const char *target, c
 		     "Accept: application/json\r\n"
 		     "Connection: close\r\n",
 		     method, target, hostport);
-	if (n < 0 || (size_t)n >= sizeof head - 128) {
+	if (n < 0 || (size_t)n >= HEAD_BYTES_MAX - 128) {
 		close(fd);
 		snprintf(err, errlen, "request target too long");
 		return -1;
+	}
+	if (authz && *authz) {
+		CFX_ASSERT(strlen(authz) <= CLI_AUTHZ_MAX);
+		n += snprintf(head + n, sizeof head - (size_t)n, "Authorization: %s\r\n", authz);
 	}
 	if (body)
 		n += snprintf(head + n, sizeof head - (size_t)n,
@@ -195,8 +203,10 @@ int http_request(const char *hostport, const char *method, const char *target, c
 	else if (!strcmp(method, "POST") || !strcmp(method, "PATCH") || !strcmp(method, "PUT"))
 		n += snprintf(head + n, sizeof head - (size_t)n, "Content-Length: 0\r\n");
 	n += snprintf(head + n, sizeof head - (size_t)n, "\r\n");
-	if (send_all(fd, head, (size_t)n, deadline) ||
-	    (blen && send_all(fd, body, blen, deadline))) {
+	CFX_ASSERT((size_t)n < sizeof head);
+	sent = send_all(fd, head, (size_t)n, deadline);
+	cli_wipe(head, sizeof head);
+	if (sent || (blen && send_all(fd, body, blen, deadline))) {
 		snprintf(err, errlen, "sending the request: %s", strerror(errno));
 		close(fd);
 		return -1;
@@ -256,21 +266,56 @@ void http_response_free(struct http_response *resp)
  * The admin API
  * ------------------------------------------------------------------------ */
 
+/* After a 401 or 403: how to sign in, or why signing in did not help. */
+static void auth_hint(int status, int signed_in, const char *target)
+{
+	int super_only = !strncmp(target, "/v1/users", 9) || !strncmp(target, "/v1/acls", 8);
+
+	if (status == 401 && !signed_in)
+		fputs("(the server asks who you are: sign in with --user NAME and --password PW,\n"
+		      " --password-file FILE or CONFLUX_PASSWORD, or with an admin token:\n"
+		      " --token TOKEN or CONFLUX_TOKEN; CONFLUX_USER names the user too.\n"
+		      " See conflux --help.)\n",
+		      stderr);
+	else if (status == 401)
+		fputs("(the credentials were refused: check the user name and password (--user,\n"
+		      " --password, --password-file, CONFLUX_USER, CONFLUX_PASSWORD) or the token\n"
+		      " (--token, CONFLUX_TOKEN); a disabled user cannot sign in.)\n",
+		      stderr);
+	else if (status == 403 && !signed_in)
+		fputs("(not signed in: the request was made as the user \"anonymous\"; sign in\n"
+		      " with --user or --token, or CONFLUX_USER or CONFLUX_TOKEN.)\n",
+		      stderr);
+	else if (status == 403 && super_only)
+		fputs("(only super users manage users and policies.)\n", stderr);
+	else if (status == 403)
+		fputs("(signed in, but no policy allows this; a super user grants it with\n"
+		      " `conflux acl create`.)\n",
+		      stderr);
+}
+
 int admin_call(const struct cli *c, const char *method, const char *target, json_t *body,
 	       json_t **out, int *status)
 {
 	struct http_response r;
-	char err[256], *text = NULL;
+	char err[256], *text = NULL, authz[CLI_AUTHZ_MAX + 1];
 	json_t *j = NULL;
-	int rc;
+	int rc, signed_in;
 
 	if (out)
 		*out = NULL;
 	if (status)
 		*status = 0;
+	if (cli_credentials(c, authz, sizeof authz))
+		return CLI_EUSAGE;
+	signed_in = authz[0] != '\0';
 	if (body)
 		text = json_dumps(body, JSON_COMPACT);
-	rc = http_request(c->server, method, target, text, c->timeout_ms, &r, err, sizeof err);
+	rc = http_request(c->server, method, target, text, authz, c->timeout_ms, &r, err,
+			  sizeof err);
+	cli_wipe(authz, sizeof authz);
+	if (text)
+		cli_wipe(text, strlen(text)); /* may hold a password (user create, update) */
 	free(text);
 	if (rc) {
 		if (c->admin_optional)
@@ -297,6 +342,7 @@ int admin_call(const struct cli *c, const char *method, const char *target, json
 		else
 			fprintf(stderr, "conflux %s: server answered %d to %s %s%s%.200s\n", c->cmd,
 				r.status, method, target, r.len ? ": " : "", r.len ? r.body : "");
+		auth_hint(r.status, signed_in, target);
 		json_decref(j);
 		http_response_free(&r);
 		return CLI_EFAIL;

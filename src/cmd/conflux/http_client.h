@@ -25,23 +25,30 @@ struct http_response {
 
 /*
  * Sends `method target` to `hostport` with an optional JSON body
- * (`body` NULL for none) and reads the whole response. Returns 0 with
+ * (`body` NULL for none) and an optional Authorization header value
+ * (`authz` NULL or "" for none; at most CLI_AUTHZ_MAX bytes; the request
+ * head is wiped after sending since it holds it) and reads the whole
+ * response. Returns 0 with
  * `resp` filled (any status), or -1 with a reason in `err` when the server
  * could not be reached, did not answer in `timeout_ms`, or answered
  * something that is not HTTP.
  */
 int http_request(const char *hostport, const char *method, const char *target, const char *body,
-		 int64_t timeout_ms, struct http_response *resp, char *err, size_t errlen);
+		 const char *authz, int64_t timeout_ms, struct http_response *resp, char *err,
+		 size_t errlen);
 void http_response_free(struct http_response *resp);
 
 /*
- * One admin API call: `body` (borrowed, may be NULL) is sent as JSON; a
- * 2xx answer's JSON body is returned in *out (a new reference; NULL when
- * the body is empty; `out` may be NULL). On failure the reason is printed
- * ("server answered 404 not_found: ...") and the exit status returned:
- * CLI_EFAIL for an error answer, CLI_EUNREACHABLE when the server could
- * not be reached (not printed when c->admin_optional is set). When `status` is not NULL it receives
- * the HTTP status (0 when unreachable).
+ * One admin API call: `body` (borrowed, may be NULL) is sent as JSON,
+ * with the credentials of cli_credentials; a 2xx answer's JSON body is
+ * returned in *out (a new reference; NULL when the body is empty; `out`
+ * may be NULL). On failure the reason is printed ("server answered 404
+ * not_found: ...", with a hint on the credentials after 401 and 403) and
+ * the exit status returned: CLI_EFAIL for an error answer,
+ * CLI_EUNREACHABLE when the server could not be reached (not printed when
+ * c->admin_optional is set), CLI_EUSAGE when the credentials are
+ * incomplete. When `status` is not NULL it receives the HTTP status (0
+ * when no request was answered).
  */
 int admin_call(const struct cli *c, const char *method, const char *target, json_t *body,
 	       json_t **out, int *status);

@@ -6,6 +6,11 @@
  * benchmarks speak the RocketMQ 5 gRPC API, whose address the admin API
  * tells (GET /v1/status) unless --grpc gives it. `conflux bench store`
  * measures the storage engine in-process and needs no server.
+ *
+ * Once the server has users, admin calls sign in (--user with --password
+ * or --password-file, or --token; CONFLUX_USER, CONFLUX_PASSWORD,
+ * CONFLUX_TOKEN) and `user`, `acl` and `whoami` manage and show them
+ * (docs/security.md).
  */
 #include <signal.h>
 #include <stdio.h>
@@ -26,6 +31,9 @@ static void usage(FILE *out)
 		"  consume TOPIC --group G              receive, print and acknowledge messages\n"
 		"  message get                          look messages up by id, key or offset\n"
 		"  dlq list|redrive GROUP               a group's dead letters; send them back\n"
+		"  user create|list|describe|update|delete|token   users and admin tokens\n"
+		"  acl create|list|delete               policies: who may do what\n"
+		"  whoami                               who the server takes you for\n"
 		"  bench produce|consume|e2e            benchmark a running confluxd over gRPC\n"
 		"  bench store                          benchmark the storage engine in-process\n"
 		"  bench timers                         benchmark delayed messages in-process\n"
@@ -36,6 +44,17 @@ static void usage(FILE *out)
 		"  --grpc HOST:PORT     gRPC API (default: what GET /v1/status reports)\n"
 		"  --timeout DURATION   deadline of one request (default 10s)\n"
 		"  --json               machine-readable output\n"
+		"\n"
+		"Signing in (once the server has users):\n"
+		"  --user NAME          user name (default $CONFLUX_USER)\n"
+		"  --password PW        password (default $CONFLUX_PASSWORD; asked for on a\n"
+		"                       terminal when neither is given)\n"
+		"  --password-file FILE the password is the first line of FILE\n"
+		"  --token TOKEN        an admin token instead (default $CONFLUX_TOKEN)\n"
+		"Options win over the environment. In `user create` and `user update`,\n"
+		"--password after the command is the user's new password: sign in with\n"
+		"options before the command (conflux --user admin --password-file F user ...),\n"
+		"with --token, or with the environment.\n"
 		"\n"
 		"Exit status: 0 success, 1 the operation failed, 2 bad command line,\n"
 		"3 the server could not be reached.\n"
@@ -75,6 +94,12 @@ int main(int argc, char **argv)
 		return cli_message(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "dlq"))
 		return cli_dlq(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "user"))
+		return cli_user(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "acl"))
+		return cli_acl(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "whoami"))
+		return cli_whoami(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "bench")) {
 		if (argc >= 3 && !strcmp(argv[2], "store"))
 			return cli_bench_store(argc - 2, argv + 2);

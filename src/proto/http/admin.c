@@ -1617,6 +1617,11 @@ static void update_user(struct ctx *x)
 		goto out;
 	rc = cfx_auth_user_update(x->svc->o.auth, x->param, pw, pw ? strlen(pw) : 0, super,
 				  enabled);
+	if (rc == CFX_ELOCKED) {
+		http_response_error(x->resp, 409, "user \"%s\" is the last enabled super user; "
+				    "make another one first", x->param);
+		goto out;
+	}
 	if (rc == CFX_EINVAL) {
 		http_response_error(x->resp, 400, "a password is 1 to %d bytes",
 				    CFX_AUTH_PASSWORD_MAX);
@@ -1640,6 +1645,11 @@ static void delete_user(struct ctx *x)
 	if (!auth_ready(x))
 		return;
 	rc = cfx_auth_user_delete(x->svc->o.auth, x->param);
+	if (rc == CFX_ELOCKED) {
+		http_response_error(x->resp, 409, "user \"%s\" is the last enabled super user; "
+				    "make another one first", x->param);
+		return;
+	}
 	if (rc) {
 		reply_about(x, rc, "user", x->param);
 		return;

@@ -162,6 +162,7 @@ static void passwords_are_checked_off_thread_and_remembered(void **state)
 	assert_int_equal(check(f->a, "alice", "s3cret", NULL), CFX_EAUTH);
 	assert_int_equal(check(f->a, "alice", "other", NULL), CFX_OK);
 	/* A disabled user is refused at once. */
+	assert_int_equal(cfx_auth_user_create(f->a, "root", "pw", 2, 1, 1), 0);
 	assert_int_equal(cfx_auth_user_update(f->a, "alice", NULL, 0, -1, 0), 0);
 	assert_int_equal(check(f->a, "alice", "other", &async), CFX_EAUTH);
 	assert_false(async);
@@ -278,6 +279,22 @@ static void filters(void **state)
 			 CFX_EDENIED);
 	flt = "sensors/a/#";
 	assert_int_equal(cfx_auth_authorize_filter(f->a, "dev", flt, strlen(flt), 10, NULL), CFX_OK);
+}
+
+static void last_super_user_stays(void **state)
+{
+	struct fx *f = *state;
+
+	assert_int_equal(cfx_auth_user_create(f->a, "root", "pw", 2, 1, 1), 0);
+	assert_int_equal(cfx_auth_user_create(f->a, "alice", "pw", 2, 0, 1), 0);
+	assert_int_equal(cfx_auth_user_update(f->a, "root", NULL, 0, 0, -1), CFX_ELOCKED);
+	assert_int_equal(cfx_auth_user_update(f->a, "root", NULL, 0, -1, 0), CFX_ELOCKED);
+	assert_int_equal(cfx_auth_user_delete(f->a, "root"), CFX_ELOCKED);
+	assert_int_equal(cfx_auth_user_update(f->a, "alice", NULL, 0, 1, -1), 0);
+	assert_int_equal(cfx_auth_user_delete(f->a, "root"), 0);
+	/* The only user may go: the server is open again (loopback only). */
+	assert_int_equal(cfx_auth_user_delete(f->a, "alice"), 0);
+	assert_false(cfx_auth_enabled(f->a));
 }
 
 static void tokens(void **state)
@@ -449,6 +466,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(precedence, setup, teardown),
 		cmocka_unit_test_setup_teardown(source_addresses, setup, teardown),
 		cmocka_unit_test_setup_teardown(filters, setup, teardown),
+		cmocka_unit_test_setup_teardown(last_super_user_stays, setup, teardown),
 		cmocka_unit_test_setup_teardown(tokens, setup, teardown),
 		cmocka_unit_test_setup_teardown(persisted_and_reloaded, setup, teardown),
 		cmocka_unit_test_setup_teardown(damaged_file_is_refused, setup, teardown),
