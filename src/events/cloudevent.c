@@ -1289,7 +1289,7 @@ static int binary_event(enum cfx_ce_binding b, const struct cfx_ce_header *props
 	for (size_t i = 0; i < n; i++) {
 		const struct cfx_ce_header *h = &props[i];
 		char name[CFX_CE_NAME_BYTES_MAX + 1];
-		const char *nm, *v = h->value, *why;
+		const char *nm, *v = h->value, *why = NULL;
 		size_t nlen;
 		long vlen = (long)h->value_len;
 
