@@ -23,6 +23,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -890,6 +891,11 @@ static int check_slow(struct cfx_auth *a, const char *name, const char *pw, size
 static void *auth_thread(void *arg)
 {
 	struct cfx_auth *a = arg;
+	struct sched_param sp = { 0 };
+
+	/* Key derivations only use CPU the network threads leave: a client
+	 * guessing passwords cannot slow down the others (docs/security.md). */
+	pthread_setschedparam(pthread_self(), SCHED_IDLE, &sp);
 
 	pthread_mutex_lock(&a->qlock);
 	for (;;) {

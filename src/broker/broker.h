@@ -126,6 +126,7 @@ int cfx_broker_group_get(struct cfx_broker *br, struct cfx_view name, int create
 			 struct cfx_group_info *info);
 int cfx_broker_group_update(struct cfx_broker *br, const struct cfx_group_info *g);
 int cfx_broker_group_delete(struct cfx_broker *br, const char *name);
+/* Every group but the broker's own (%SYS%...: the EventBridge's router and targets). */
 void cfx_broker_group_foreach(struct cfx_broker *br,
 			      void (*fn)(void *arg, const struct cfx_group_info *g), void *arg);
 

@@ -546,6 +546,7 @@ void cfx_broker_group_foreach(struct cfx_broker *br,
 {
 	pthread_mutex_lock(&br->meta_mu);
 	for (struct group_ent *g = br->groups; g; g = g->next)
-		fn(arg, &g->info);
+		if (strncmp(g->info.name, "%SYS%", 5) != 0) /* the broker's own: not listed */
+			fn(arg, &g->info);
 	pthread_mutex_unlock(&br->meta_mu);
 }

@@ -175,7 +175,9 @@ req POST /v1/topics
 expect 400 'a JSON object is required'
 
 req GET /v1/topics
-expect 200 '{"topics":[{"name":"events","type":"fifo","queues":2,"created_ms":' \
+# Sorted by name; "default" is the EventBridge's default bus (docs/eventbridge.md).
+expect 200 '{"topics":[{"name":"default","type":"normal","queues":8,"created_ms":' \
+	'{"name":"events","type":"fifo","queues":2,"created_ms":' \
 	'{"name":"orders","type":"normal","queues":1,' '{"name":"plain",'
 req GET /v1/topics/orders
 expect 200 '"name":"orders"' '"queue_offsets":[{"queue":0,"start_offset":0,"end_offset":0}]'
@@ -346,7 +348,7 @@ for m in \
 	'conflux_connections_open{protocol="grpc"} ' \
 	'conflux_connections_accepted_total{protocol="grpc"} ' \
 	'conflux_connections_refused_total{protocol="http"} 0' \
-	'conflux_topics 2' \
+	'conflux_topics 3' \
 	'conflux_groups 1' \
 	'conflux_topic_messages_in_total{topic="orders"} 3' \
 	'conflux_topic_bytes_in_total{topic="orders"} 21' \

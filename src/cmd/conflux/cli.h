@@ -203,6 +203,15 @@ int cli_is_text(const void *p, size_t n);
 const char *cli_json_str(const json_t *o, const char *key, const char *dflt);
 int64_t cli_json_int(const json_t *o, const char *key, int64_t dflt);
 
+/*
+ * A JSON value given on the command line as text, or as @FILE (the file's
+ * contents, "@-" = stdin), for options like --pattern. Returns a new
+ * reference, or NULL with a usage error naming `what` printed (unreadable
+ * file, over CLI_JSON_ARG_BYTES_MAX, malformed JSON).
+ */
+#define CLI_JSON_ARG_BYTES_MAX (1u << 20) /* the server's body limit */
+json_t *cli_json_arg(struct cli *c, const char *what, const char *arg);
+
 /* The array in `v` itself, or in its member `key` (list answers of either shape). */
 json_t *cli_json_list(json_t *v, const char *key);
 
@@ -239,5 +248,9 @@ int cli_dlq(int argc, char **argv);
 int cli_user(int argc, char **argv);
 int cli_acl(int argc, char **argv);
 int cli_whoami(int argc, char **argv);
+int cli_bus(int argc, char **argv);    /* cmd_bus.c: EventBridge buses, replay */
+int cli_rule(int argc, char **argv);   /* cmd_rule.c: rules, and the pattern tester */
+int cli_target(int argc, char **argv); /* cmd_target.c: targets */
+int cli_event(int argc, char **argv);  /* cmd_event.c: event put */
 
 #endif

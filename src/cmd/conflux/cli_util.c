@@ -935,3 +935,39 @@ int cli_dispatch(const char *cmd, int argc, char **argv, const struct cli_sub *s
 	fputs(usage, stderr);
 	return CLI_EUSAGE;
 }
+
+json_t *cli_json_arg(struct cli *c, const char *what, const char *arg)
+{
+	const char *text = arg;
+	char *buf = NULL;
+	size_t len = strlen(arg);
+	json_error_t je;
+	json_t *v;
+
+	if (arg[0] == '@') {
+		const char *path = arg + 1;
+		FILE *f = strcmp(path, "-") ? fopen(path, "rb") : stdin;
+		size_t n;
+		if (!f) {
+			cli_usage_error(c, "%s: cannot read %s: %s", what, path, strerror(errno));
+			return NULL;
+		}
+		buf = cfx_malloc(CLI_JSON_ARG_BYTES_MAX + 1);
+		n = fread(buf, 1, CLI_JSON_ARG_BYTES_MAX + 1, f);
+		if (f != stdin)
+			fclose(f);
+		if (n > CLI_JSON_ARG_BYTES_MAX) {
+			cfx_free(buf);
+			cli_usage_error(c, "%s: %s is larger than 1 MiB", what, path);
+			return NULL;
+		}
+		text = buf;
+		len = n;
+	}
+	v = json_loadb(text, len, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, &je);
+	cfx_free(buf);
+	if (!v)
+		cli_usage_error(c, "%s: not JSON (line %d, column %d: %s)", what, je.line,
+				je.column, je.text);
+	return v;
+}

@@ -169,6 +169,14 @@ int http_request(const char *hostport, const char *method, const char *target, c
 		 const char *authz, int64_t timeout_ms, struct http_response *resp, char *err,
 		 size_t errlen)
 {
+	return http_request_typed(hostport, method, target, "application/json", body, authz,
+				  timeout_ms, resp, err, errlen);
+}
+
+int http_request_typed(const char *hostport, const char *method, const char *target,
+		       const char *content_type, const char *body, const char *authz,
+		       int64_t timeout_ms, struct http_response *resp, char *err, size_t errlen)
+{
 	int64_t deadline = cfx_clock_mono_ms() + timeout_ms;
 	size_t blen = body ? strlen(body) : 0;
 	http_parser_settings hs;
@@ -197,9 +205,10 @@ int http_request(const char *hostport, const char *method, const char *target, c
 		CFX_ASSERT(strlen(authz) <= CLI_AUTHZ_MAX);
 		n += snprintf(head + n, sizeof head - (size_t)n, "Authorization: %s\r\n", authz);
 	}
+	CFX_ASSERT(strlen(content_type) < 64); /* ours; the head keeps 128 bytes for these lines */
 	if (body)
 		n += snprintf(head + n, sizeof head - (size_t)n,
-			      "Content-Type: application/json\r\nContent-Length: %zu\r\n", blen);
+			      "Content-Type: %s\r\nContent-Length: %zu\r\n", content_type, blen);
 	else if (!strcmp(method, "POST") || !strcmp(method, "PATCH") || !strcmp(method, "PUT"))
 		n += snprintf(head + n, sizeof head - (size_t)n, "Content-Length: 0\r\n");
 	n += snprintf(head + n, sizeof head - (size_t)n, "\r\n");
@@ -297,6 +306,12 @@ static void auth_hint(int status, int signed_in, const char *target)
 int admin_call(const struct cli *c, const char *method, const char *target, json_t *body,
 	       json_t **out, int *status)
 {
+	return admin_call_typed(c, method, target, "application/json", body, out, status);
+}
+
+int admin_call_typed(const struct cli *c, const char *method, const char *target,
+		     const char *content_type, json_t *body, json_t **out, int *status)
+{
 	struct http_response r;
 	char err[256], *text = NULL, authz[CLI_AUTHZ_MAX + 1];
 	json_t *j = NULL;
@@ -311,8 +326,8 @@ int admin_call(const struct cli *c, const char *method, const char *target, json
 	signed_in = authz[0] != '\0';
 	if (body)
 		text = json_dumps(body, JSON_COMPACT);
-	rc = http_request(c->server, method, target, text, authz, c->timeout_ms, &r, err,
-			  sizeof err);
+	rc = http_request_typed(c->server, method, target, content_type, text, authz, c->timeout_ms,
+				&r, err, sizeof err);
 	cli_wipe(authz, sizeof authz);
 	if (text)
 		cli_wipe(text, strlen(text)); /* may hold a password (user create, update) */

@@ -36,6 +36,10 @@ struct http_response {
 int http_request(const char *hostport, const char *method, const char *target, const char *body,
 		 const char *authz, int64_t timeout_ms, struct http_response *resp, char *err,
 		 size_t errlen);
+/* http_request with a body of another media type than application/json. */
+int http_request_typed(const char *hostport, const char *method, const char *target,
+		       const char *content_type, const char *body, const char *authz,
+		       int64_t timeout_ms, struct http_response *resp, char *err, size_t errlen);
 void http_response_free(struct http_response *resp);
 
 /*
@@ -52,6 +56,10 @@ void http_response_free(struct http_response *resp);
  */
 int admin_call(const struct cli *c, const char *method, const char *target, json_t *body,
 	       json_t **out, int *status);
+
+/* admin_call with the body sent as `content_type` (application/cloudevents+json). */
+int admin_call_typed(const struct cli *c, const char *method, const char *target,
+		     const char *content_type, json_t *body, json_t **out, int *status);
 
 /*
  * The gRPC endpoint to use: --grpc if given, else "listeners.grpc" of

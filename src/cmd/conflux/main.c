@@ -34,6 +34,10 @@ static void usage(FILE *out)
 		"  user create|list|describe|update|delete|token   users and admin tokens\n"
 		"  acl create|list|delete               policies: who may do what\n"
 		"  whoami                               who the server takes you for\n"
+		"  bus create|list|describe|delete|replay   EventBridge buses\n"
+		"  rule create|list|describe|delete|test    rules: patterns routing events\n"
+		"  target create|list|describe|delete   where matching events are delivered\n"
+		"  event put BUS                        send a CloudEvent to a bus\n"
 		"  bench produce|consume|e2e            benchmark a running confluxd over gRPC\n"
 		"  bench store                          benchmark the storage engine in-process\n"
 		"  bench timers                         benchmark delayed messages in-process\n"
@@ -100,6 +104,14 @@ int main(int argc, char **argv)
 		return cli_acl(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "whoami"))
 		return cli_whoami(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "bus"))
+		return cli_bus(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "rule"))
+		return cli_rule(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "target"))
+		return cli_target(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "event"))
+		return cli_event(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "bench")) {
 		if (argc >= 3 && !strcmp(argv[2], "store"))
 			return cli_bench_store(argc - 2, argv + 2);

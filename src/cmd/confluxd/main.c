@@ -18,6 +18,7 @@
 #include "base/err.h"
 #include "base/log.h"
 #include "broker/auth.h"
+#include "bridge/bridge.h"
 #include "broker/broker.h"
 #include "cmd/confluxd/settings.h"
 #include "net/conn.h"
@@ -233,6 +234,7 @@ int main(int argc, char **argv)
 	struct cfx_store_recovery rec;
 	struct cfx_broker *br = NULL;
 	struct cfx_auth *auth = NULL;
+	struct cfx_bridge *bridge = NULL;
 	struct cfx_server *srv = NULL;
 	struct rmq_service *rmq = NULL;
 	struct rmq_opts ro;
@@ -329,6 +331,29 @@ int main(int argc, char **argv)
 			cfx_log_info("auth: clients sign in (users and policies in %s)", adir);
 	}
 
+	/* The EventBridge: buses, rules, targets (meta/eventbridge.json). */
+	if (s.eventbridge) {
+		char edir[4096];
+		struct cfx_bridge_opts eo;
+		cfx_bridge_opts_default(&eo);
+		snprintf(edir, sizeof edir, "%s/meta", s.data_dir);
+		eo.br = br;
+		eo.dir = edir;
+		eo.durability = s.durability == CFX_SETTINGS_SYNC ? CFX_DURABILITY_SYNC
+								   : CFX_DURABILITY_ASYNC;
+		eo.limits.event_bytes_max = (size_t)s.event_bytes_max;
+		eo.webhook_timeout_ms = s.webhook_timeout_ms;
+		eo.mqtt_topic = s.mqtt_topic;
+		rc = cfx_bridge_open(&eo, &bridge);
+		if (rc) {
+			cfx_log_error("cannot start the EventBridge: %s", cfx_strerror(rc));
+			cfx_auth_close(auth);
+			cfx_broker_close(br);
+			cfx_conf_free(cfx_settings_table, cfx_settings_count, &s);
+			return 1;
+		}
+	}
+
 	nthreads = s.net_threads ? (int)s.net_threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
 	rc = tls_for("grpc", s.grpc_tls_cert, s.grpc_tls_key, s.grpc_tls_client_ca, "h2", &grpc_tls);
 	if (!rc)
@@ -369,6 +394,7 @@ int main(int argc, char **argv)
 	if (!rc && listen_enabled(s.http_listen)) {
 		struct admin_opts ao = { .br = br,
 					 .auth = auth,
+					 .bridge = bridge,
 					 .srv = srv,
 					 .version = CFX_VERSION,
 					 .broker_name = s.broker_name,
@@ -485,6 +511,8 @@ int main(int argc, char **argv)
 		rmq_service_free(rmq);
 		kafka_service_free(kafka);
 		mqtt_service_free(mqtt);
+		cfx_bridge_stop(bridge);
+		cfx_bridge_free(bridge);
 		cfx_auth_close(auth);
 		cfx_broker_close(br);
 		cfx_conf_free(cfx_settings_table, cfx_settings_count, &s);
@@ -535,6 +563,8 @@ int main(int argc, char **argv)
 	rmq_service_free(rmq);
 	kafka_service_free(kafka);
 	mqtt_service_free(mqtt);
+	cfx_bridge_stop(bridge);
+	cfx_bridge_free(bridge);
 	cfx_auth_close(auth);
 	rc = cfx_broker_close(br);
 	if (rc)

@@ -132,6 +132,15 @@ const struct cfx_conf_def cfx_settings_table[] = {
 	  "Without users: allow listening on non-loopback addresses (off: such addresses are "
 	  "refused at start). With users: clients that do not sign in act as the user "
 	  "\"anonymous\" (off: they are refused). See docs/security.md." },
+	{ "eventbridge.enabled", NULL, CFX_CONF_BOOL, OFF(eventbridge), "true", 0, 0, NULL, 0,
+	  "Run the EventBridge: buses, rules and targets (docs/eventbridge.md); its HTTP routes "
+	  "are on http.listen." },
+	{ "eventbridge.event_bytes_max", NULL, CFX_CONF_SIZE, OFF(event_bytes_max), "64KiB",
+	  1024, 16 * MiB, NULL, 0,
+	  "Largest CloudEvent accepted (attribute names and values plus data)." },
+	{ "eventbridge.webhook_timeout", NULL, CFX_CONF_DURATION, OFF(webhook_timeout_ms), "10s",
+	  100, 600000, NULL, 0,
+	  "Deadline of one HTTP delivery to a target (targets may set their own)." },
 	{ "auth.scram_iterations", NULL, CFX_CONF_INT, OFF(auth_scram_iterations), "4096", 4096,
 	  1000000, NULL, 0,
 	  "PBKDF2 iterations of the salted credentials of new or changed passwords." },

@@ -47,6 +47,9 @@ struct cfx_settings {
 	char *http_tls_cert, *http_tls_key, *http_tls_client_ca;
 	int allow_anonymous;
 	int64_t auth_scram_iterations;
+	int eventbridge;
+	int64_t event_bytes_max;
+	int64_t webhook_timeout_ms;
 	int64_t net_threads;
 	int64_t grpc_connections_max;
 	int64_t idle_timeout_ms;

@@ -141,6 +141,13 @@ void rmq_msg_fill(struct rmq_msg *b, struct rmq_service *svc, const char *topic,
 	b->sp._queue_offset_case = APACHE__ROCKETMQ__V2__SYSTEM_PROPERTIES___QUEUE_OFFSET_QUEUE_OFFSET;
 	b->sp.queue_offset = (int64_t)v->offset;
 
+	/* A CloudEvent stored in the Kafka binding (ce_* and content-type)
+	 * shows in RocketMQ's: CE_* and CE_contentType (docs/eventbridge.md). */
+	int is_event = 0;
+	while (cfx_msg_view_next_prop(v, &cur, &p) && !is_event)
+		is_event = cfx_view_eq_str(p.name, "ce_specversion");
+	cur = 0;
+
 	/* Properties: the internal ones become system properties or stay hidden. */
 	while (cfx_msg_view_next_prop(v, &cur, &p)) {
 		if (cfx_view_eq_str(p.name, "__SHARDINGKEY")) {
@@ -185,7 +192,15 @@ void rmq_msg_fill(struct rmq_msg *b, struct rmq_service *svc, const char *topic,
 		}
 		b->ents[b->nprops] = (PB(Message__UserPropertiesEntry))
 			APACHE__ROCKETMQ__V2__MESSAGE__USER_PROPERTIES_ENTRY__INIT;
-		b->ents[b->nprops].key = dup_view(p.name);
+		if (p.name.len > 3 && !memcmp(p.name.p, "ce_", 3)) {
+			char *k = dup_view(p.name);
+			memcpy(k, "CE_", 3);
+			b->ents[b->nprops].key = k;
+		} else if (is_event && cfx_view_eq_str(p.name, "content-type")) {
+			b->ents[b->nprops].key = dup_view(CFX_VIEW_STR("CE_contentType"));
+		} else {
+			b->ents[b->nprops].key = dup_view(p.name);
+		}
 		b->ents[b->nprops].value = dup_view(p.value);
 		b->nprops++;
 	}

@@ -312,9 +312,17 @@ void rmq_send_message(struct grpc_call *call, const uint8_t *msg, size_t len)
 			sm[i].m.tag = CFX_VIEW_STR(sp->tag);
 		sm[i].m.msg_id = CFX_VIEW_STR(sp->message_id);
 		sm[i].m.born_ms = sp->born_timestamp ? ts_ms(sp->born_timestamp) : 0;
-		for (size_t k = 0; k < m->n_user_properties; k++)
-			p[np++] = (struct cfx_prop){ CFX_VIEW_STR(m->user_properties[k]->key),
+		for (size_t k = 0; k < m->n_user_properties; k++) {
+			/* The CloudEvents binding of RocketMQ (CE_*, CE_contentType) is
+			 * stored as Kafka's (ce_*, content-type): one form in the store. */
+			char *key = m->user_properties[k]->key;
+			if (!strcmp(key, "CE_contentType"))
+				strcpy(key, "content-type"); /* shorter: fits in place */
+			else if (!strncmp(key, "CE_", 3) && key[3])
+				memcpy(key, "ce_", 3);
+			p[np++] = (struct cfx_prop){ CFX_VIEW_STR(key),
 						     CFX_VIEW_STR(m->user_properties[k]->value) };
+		}
 		if (sp->_message_group_case) {
 			p[np++] = (struct cfx_prop){ CFX_VIEW_STR("__SHARDINGKEY"),
 						     CFX_VIEW_STR(sp->message_group) };

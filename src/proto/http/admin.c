@@ -14,7 +14,9 @@
  * Most routes answer at once. POST /v1/groups/{g}/dlq/redrive waits for
  * sync appends: it defers its answer (http_response_defer), the broker's
  * completion posts it back to the connection's loop, and svc->deferred
- * counts such answers so that shutdown can wait for them.
+ * counts such answers so that shutdown can wait for them. The EventBridge
+ * routes (/v1/buses, /v1/targets, /v1/rules/test) live in events.c and
+ * defer the same way (admin_int.h shares the context and helpers).
  *
  * Once users exist (docs/security.md), every route but /metrics asks who is
  * calling (Authorization: Bearer <token> or Basic) and whether that user
@@ -23,6 +25,7 @@
  * the answer until it has.
  */
 #include "proto/http/admin.h"
+#include "proto/http/admin_int.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -41,7 +44,6 @@
 #define MESSAGES_MAX 100		  /* messages in one answer ("count") */
 #define LOOKUP_DEFAULT 16		  /* messages of an id or key lookup without "count" */
 #define MESSAGES_BYTES_MAX (4u << 20)	  /* body bytes of one answer (at least one message) */
-#define QUERY_PARAMS_MAX 8
 #define PARAM_BYTES_MAX 1024		  /* one decoded path or query parameter */
 #define RETRY_ATTEMPTS_MAX 1000
 #define RETRY_DELAY_MS_MAX (24LL * 3600 * 1000)
@@ -54,23 +56,9 @@
  * Requests: context, errors, parameters, bodies
  * ------------------------------------------------------------------------ */
 
-struct qparam {
-	char *key, *value; /* decoded, NUL-terminated */
-};
+/* struct admin_ctx, struct admin_qparam: admin_int.h */
 
-struct ctx {
-	struct admin_service *svc;
-	struct cfx_broker *br;
-	const struct http_request *req;
-	struct http_response *resp;
-	char *param;			   /* the decoded {name} of the path, if the route has one */
-	struct qparam q[QUERY_PARAMS_MAX]; /* the decoded query */
-	uint32_t nq;
-	const char *user;		   /* signed in as; NULL = anonymous (or no users) */
-};
-
-/* The one mapping of broker errors to statuses; `what` names the object. */
-static void reply_cfx(struct ctx *x, int rc, const char *what)
+void admin__reply_cfx(struct admin_ctx *x, int rc, const char *what)
 {
 	switch (rc) {
 	case CFX_ENOENT:
@@ -99,19 +87,17 @@ static void reply_cfx(struct ctx *x, int rc, const char *what)
 }
 
 /* reply_cfx for an error about one named thing: `topic "orders"`. */
-static void reply_about(struct ctx *x, int rc, const char *kind, const char *name)
+static void reply_about(struct admin_ctx *x, int rc, const char *kind, const char *name)
 {
 	char what[160];
 
 	snprintf(what, sizeof what, "%s \"%s\"", kind, name);
-	reply_cfx(x, rc, what);
+	admin__reply_cfx(x, rc, what);
 }
 
-/*
- * Whether the signed-in user may do `action` on the resource; if not, a
- * 403 is set, counted and logged.
- */
-static bool allowed(struct ctx *x, enum cfx_auth_resource res, const char *name, unsigned action)
+/* admin_int.h */
+bool admin__allowed(struct admin_ctx *x, enum cfx_auth_resource res, const char *name,
+		    unsigned action)
 {
 	struct cfx_auth *a = x->svc->o.auth;
 	struct cfx_auth_peer peer;
@@ -174,7 +160,7 @@ static char *url_decode(const uint8_t *p, size_t n, int plus)
 }
 
 /* Splits the query "a=1&b=2" into x->q. Returns 0, or -1 with a 400 set. */
-static int parse_query(struct ctx *x, struct cfx_view qs)
+static int parse_query(struct admin_ctx *x, struct cfx_view qs)
 {
 	size_t i = 0;
 
@@ -204,20 +190,20 @@ static int parse_query(struct ctx *x, struct cfx_view qs)
 					cfx_free(v);
 					return -1;
 				}
-			if (x->nq == QUERY_PARAMS_MAX) {
+			if (x->nq == ADMIN_QUERY_PARAMS_MAX) {
 				cfx_free(k);
 				cfx_free(v);
 				http_response_error(x->resp, 400, "too many query parameters");
 				return -1;
 			}
-			x->q[x->nq++] = (struct qparam){ k, v };
+			x->q[x->nq++] = (struct admin_qparam){ k, v };
 		}
 		i = j + 1;
 	}
 	return 0;
 }
 
-static const char *query_get(const struct ctx *x, const char *key)
+const char *admin__query_get(const struct admin_ctx *x, const char *key)
 {
 	for (uint32_t i = 0; i < x->nq; i++)
 		if (!strcmp(x->q[i].key, key))
@@ -226,7 +212,7 @@ static const char *query_get(const struct ctx *x, const char *key)
 }
 
 /* Refuses query parameters other than `allowed` (NULL-terminated). */
-static int query_only(struct ctx *x, const char *const *allowed)
+int admin__query_only(struct admin_ctx *x, const char *const *allowed)
 {
 	for (uint32_t i = 0; i < x->nq; i++) {
 		int ok = 0;
@@ -241,9 +227,10 @@ static int query_only(struct ctx *x, const char *const *allowed)
 }
 
 /* A decimal integer query parameter in [min, max]. 0 = absent, 1 = set, -1 = 400 set. */
-static int query_int(struct ctx *x, const char *key, int64_t min, int64_t max, int64_t *out)
+int admin__query_int(struct admin_ctx *x, const char *key, int64_t min, int64_t max,
+		     int64_t *out)
 {
-	const char *s = query_get(x, key);
+	const char *s = admin__query_get(x, key);
 	char *end;
 	long long v;
 
@@ -263,9 +250,10 @@ static int query_int(struct ctx *x, const char *key, int64_t min, int64_t max, i
 /*
  * The request body as a JSON object (new reference), or NULL with the
  * error answer set: 415 unless it is application/json, 400 if it does not
- * parse or is not an object or has members other than `allowed`.
+ * parse or is not an object or has members other than `allowed` (NULL:
+ * any member).
  */
-static json_t *body_object(struct ctx *x, const char *const *allowed)
+json_t *admin__body_object(struct admin_ctx *x, const char *const *allowed)
 {
 	struct cfx_view ct = x->req->content_type;
 	json_error_t jerr;
@@ -296,8 +284,8 @@ static json_t *body_object(struct ctx *x, const char *const *allowed)
 	}
 	json_object_foreach(o, key, v)
 	{
-		int ok = 0;
-		for (const char *const *a = allowed; *a && !ok; a++)
+		int ok = !allowed; /* NULL: the caller checks the members */
+		for (const char *const *a = allowed; a && *a && !ok; a++)
 			ok = !strcmp(*a, key);
 		if (!ok) {
 			http_response_error(x->resp, 400, "unknown field \"%s\"", key);
@@ -309,8 +297,8 @@ static json_t *body_object(struct ctx *x, const char *const *allowed)
 }
 
 /* An integer member in [min, max]. 0 = absent (or null), 1 = set, -1 = 400 set. */
-static int member_int(struct ctx *x, json_t *o, const char *key, int64_t min, int64_t max,
-		      int64_t *out)
+int admin__member_int(struct admin_ctx *x, json_t *o, const char *key, int64_t min,
+		      int64_t max, int64_t *out)
 {
 	json_t *v = json_object_get(o, key);
 
@@ -326,7 +314,7 @@ static int member_int(struct ctx *x, json_t *o, const char *key, int64_t min, in
 }
 
 /* A string member. 0 = absent (or null), 1 = set, -1 = 400 set. */
-static int member_str(struct ctx *x, json_t *o, const char *key, const char **out)
+int admin__member_str(struct admin_ctx *x, json_t *o, const char *key, const char **out)
 {
 	json_t *v = json_object_get(o, key);
 
@@ -341,7 +329,7 @@ static int member_str(struct ctx *x, json_t *o, const char *key, const char **ou
 }
 
 /* A boolean member. 0 = absent (or null), 1 = set, -1 = 400 set. */
-static int member_bool(struct ctx *x, json_t *o, const char *key, int *out)
+int admin__member_bool(struct admin_ctx *x, json_t *o, const char *key, int *out)
 {
 	json_t *v = json_object_get(o, key);
 
@@ -353,6 +341,37 @@ static int member_bool(struct ctx *x, json_t *o, const char *key, int *out)
 	}
 	*out = json_is_true(v);
 	return 1;
+}
+
+/* Deferred answers, counted for admin_service_stop: admin_int.h */
+struct http_later *admin__defer_begin(struct admin_ctx *x)
+{
+	struct admin_service *svc = x->svc;
+	struct http_later *later = NULL;
+	int stopping;
+
+	pthread_mutex_lock(&svc->mu);
+	stopping = svc->stopping;
+	if (!stopping) {
+		later = http_response_defer(x->resp);
+		if (later)
+			svc->deferred++;
+	}
+	pthread_mutex_unlock(&svc->mu);
+	if (stopping)
+		http_response_error(x->resp, 503, "the server is shutting down");
+	else if (!later)
+		http_response_error(x->resp, 500, "this request cannot wait for its answer here");
+	return later;
+}
+
+void admin__defer_end(struct admin_service *svc)
+{
+	pthread_mutex_lock(&svc->mu);
+	CFX_ASSERT(svc->deferred > 0);
+	svc->deferred--;
+	pthread_cond_broadcast(&svc->cv);
+	pthread_mutex_unlock(&svc->mu);
 }
 
 /* ------------------------------------------------------------------------
@@ -457,7 +476,7 @@ void admin__positions_free(struct admin_pos *v, size_t n)
  * GET /v1/status
  * ------------------------------------------------------------------------ */
 
-static void get_status(struct ctx *x)
+static void get_status(struct admin_ctx *x)
 {
 	struct admin_service *svc = x->svc;
 	struct cfx_store_stats ss;
@@ -511,7 +530,7 @@ static json_t *sorted_by_name(json_t *arr)
 	return out;
 }
 
-static void list_topics(struct ctx *x)
+static void list_topics(struct admin_ctx *x)
 {
 	json_t *arr = json_array();
 
@@ -520,7 +539,7 @@ static void list_topics(struct ctx *x)
 }
 
 /* The topic named by the path; 0, or -1 with the error answer set. */
-static int path_topic(struct ctx *x, struct cfx_topic_info *ti)
+static int path_topic(struct admin_ctx *x, struct cfx_topic_info *ti)
 {
 	int rc = cfx_broker_topic_get(x->br, CFX_VIEW_STR(x->param), 0, ti);
 
@@ -532,10 +551,10 @@ static int path_topic(struct ctx *x, struct cfx_topic_info *ti)
 }
 
 /* "type": a topic type name. 0 = absent, 1 = set, -1 = 400 set. */
-static int member_type(struct ctx *x, json_t *o, int *type)
+static int member_type(struct admin_ctx *x, json_t *o, int *type)
 {
 	const char *s;
-	int r = member_str(x, o, "type", &s);
+	int r = admin__member_str(x, o, "type", &s);
 
 	if (r <= 0)
 		return r;
@@ -548,25 +567,25 @@ static int member_type(struct ctx *x, json_t *o, int *type)
 	return 1;
 }
 
-static void create_topic(struct ctx *x)
+static void create_topic(struct admin_ctx *x)
 {
 	static const char *const fields[] = { "name", "type", "queues", NULL };
 	struct cfx_topic_info ti;
 	const char *name = NULL;
 	int64_t queues = x->svc->o.default_queues;
 	int type = CFX_MSG_NORMAL, rc;
-	json_t *o = body_object(x, fields);
+	json_t *o = admin__body_object(x, fields);
 
 	if (!o)
 		return;
-	if (member_str(x, o, "name", &name) < 0 || member_type(x, o, &type) < 0 ||
-	    member_int(x, o, "queues", 1, UINT32_MAX, &queues) < 0)
+	if (admin__member_str(x, o, "name", &name) < 0 || member_type(x, o, &type) < 0 ||
+	    admin__member_int(x, o, "queues", 1, UINT32_MAX, &queues) < 0)
 		goto out;
 	if (!name) {
 		http_response_error(x->resp, 400, "\"name\" is required");
 		goto out;
 	}
-	if (!allowed(x, CFX_AUTH_TOPIC, name, CFX_AUTH_CREATE))
+	if (!admin__allowed(x, CFX_AUTH_TOPIC, name, CFX_AUTH_CREATE))
 		goto out;
 	rc = cfx_broker_topic_create(x->br, name, type, (uint32_t)queues);
 	if (rc == CFX_EQUEUE) {
@@ -578,7 +597,7 @@ static void create_topic(struct ctx *x)
 	if (rc) {
 		char what[160];
 		snprintf(what, sizeof what, "topic \"%.128s\"", name);
-		reply_cfx(x, rc, what);
+		admin__reply_cfx(x, rc, what);
 		goto out;
 	}
 	http_response_json(x->resp, 201, topic_json(&ti));
@@ -586,7 +605,7 @@ out:
 	json_decref(o);
 }
 
-static void get_topic(struct ctx *x)
+static void get_topic(struct admin_ctx *x)
 {
 	struct cfx_store *st = cfx_broker_store(x->br);
 	struct cfx_topic_info ti;
@@ -607,7 +626,7 @@ static void get_topic(struct ctx *x)
 	http_response_json(x->resp, 200, t);
 }
 
-static void update_topic(struct ctx *x)
+static void update_topic(struct admin_ctx *x)
 {
 	static const char *const fields[] = { "type", "queues", NULL };
 	struct cfx_topic_info ti;
@@ -617,12 +636,12 @@ static void update_topic(struct ctx *x)
 
 	if (path_topic(x, &ti))
 		return;
-	o = body_object(x, fields);
+	o = admin__body_object(x, fields);
 	if (!o)
 		return;
 	type = ti.type;
 	queues = ti.queues;
-	if (member_type(x, o, &type) < 0 || member_int(x, o, "queues", 1, UINT32_MAX, &queues) < 0)
+	if (member_type(x, o, &type) < 0 || admin__member_int(x, o, "queues", 1, UINT32_MAX, &queues) < 0)
 		goto out;
 	if (queues < ti.queues) {
 		http_response_error(x->resp, 400, "queues may only grow (the topic has %u)",
@@ -645,7 +664,7 @@ out:
 	json_decref(o);
 }
 
-static void delete_topic(struct ctx *x)
+static void delete_topic(struct admin_ctx *x)
 {
 	struct cfx_topic_info ti;
 	int rc;
@@ -669,7 +688,7 @@ static void add_group(void *arg, const struct cfx_group_info *g)
 	json_array_append_new(arg, group_json(g));
 }
 
-static void list_groups(struct ctx *x)
+static void list_groups(struct admin_ctx *x)
 {
 	json_t *arr = json_array();
 
@@ -678,7 +697,7 @@ static void list_groups(struct ctx *x)
 }
 
 /* The group named by the path; 0, or -1 with the error answer set. */
-static int path_group(struct ctx *x, struct cfx_group_info *gi)
+static int path_group(struct admin_ctx *x, struct cfx_group_info *gi)
 {
 	int rc = cfx_broker_group_get(x->br, CFX_VIEW_STR(x->param), 0, gi);
 
@@ -700,7 +719,7 @@ static int path_group(struct ctx *x, struct cfx_group_info *gi)
  * later; customized without steps gets the default steps. Returns 0 or -1
  * with a 400 set; `p` is only valid on 0.
  */
-static int parse_retry(struct ctx *x, json_t *o, struct cfx_retry_policy *p)
+static int parse_retry(struct admin_ctx *x, json_t *o, struct cfx_retry_policy *p)
 {
 	static const char *const fields[] = { "max_attempts", "kind", "initial_ms", "max_ms",
 					      "multiplier", "steps_ms", NULL };
@@ -722,7 +741,7 @@ static int parse_retry(struct ctx *x, json_t *o, struct cfx_retry_policy *p)
 			return -1;
 		}
 	}
-	if (member_str(x, o, "kind", &kind) < 0)
+	if (admin__member_str(x, o, "kind", &kind) < 0)
 		return -1;
 	if (kind) {
 		int k = !strcmp(kind, "exponential")  ? CFX_BACKOFF_EXPONENTIAL
@@ -741,7 +760,7 @@ static int parse_retry(struct ctx *x, json_t *o, struct cfx_retry_policy *p)
 		}
 		p->kind = k;
 	}
-	switch (member_int(x, o, "max_attempts", 1, RETRY_ATTEMPTS_MAX, &v)) {
+	switch (admin__member_int(x, o, "max_attempts", 1, RETRY_ATTEMPTS_MAX, &v)) {
 	case -1:
 		return -1;
 	case 1:
@@ -753,8 +772,8 @@ static int parse_retry(struct ctx *x, json_t *o, struct cfx_retry_policy *p)
 			http_response_error(x->resp, 400, "\"retry.steps_ms\" is for kind customized");
 			return -1;
 		}
-		if (member_int(x, o, "initial_ms", 0, RETRY_DELAY_MS_MAX, &p->initial_ms) < 0 ||
-		    member_int(x, o, "max_ms", 0, RETRY_DELAY_MS_MAX, &p->max_ms) < 0)
+		if (admin__member_int(x, o, "initial_ms", 0, RETRY_DELAY_MS_MAX, &p->initial_ms) < 0 ||
+		    admin__member_int(x, o, "max_ms", 0, RETRY_DELAY_MS_MAX, &p->max_ms) < 0)
 			return -1;
 		m = json_object_get(o, "multiplier");
 		if (m) {
@@ -803,29 +822,29 @@ static int parse_retry(struct ctx *x, json_t *o, struct cfx_retry_policy *p)
 }
 
 /* Applies "fifo" and "retry" of a body onto `g`. 0, or -1 with a 400 set. */
-static int group_fields(struct ctx *x, json_t *o, struct cfx_group_info *g)
+static int group_fields(struct admin_ctx *x, json_t *o, struct cfx_group_info *g)
 {
 	json_t *r = json_object_get(o, "retry");
 
-	if (member_bool(x, o, "fifo", &g->fifo) < 0)
+	if (admin__member_bool(x, o, "fifo", &g->fifo) < 0)
 		return -1;
 	if (r && !json_is_null(r) && parse_retry(x, r, &g->retry))
 		return -1;
 	return 0;
 }
 
-static void create_group(struct ctx *x)
+static void create_group(struct admin_ctx *x)
 {
 	static const char *const fields[] = { "name", "fifo", "retry", NULL };
 	struct cfx_group_info g = { 0 }, gi;
 	const char *name = NULL;
 	int rc;
-	json_t *o = body_object(x, fields);
+	json_t *o = admin__body_object(x, fields);
 
 	if (!o)
 		return;
 	cfx_retry_policy_default(&g.retry);
-	if (member_str(x, o, "name", &name) < 0 || group_fields(x, o, &g))
+	if (admin__member_str(x, o, "name", &name) < 0 || group_fields(x, o, &g))
 		goto out;
 	if (!name) {
 		http_response_error(x->resp, 400, "\"name\" is required");
@@ -836,7 +855,7 @@ static void create_group(struct ctx *x)
 				    "a-z A-Z 0-9 _ - %% |");
 		goto out;
 	}
-	if (!allowed(x, CFX_AUTH_GROUP, name, CFX_AUTH_CREATE))
+	if (!admin__allowed(x, CFX_AUTH_GROUP, name, CFX_AUTH_CREATE))
 		goto out;
 	memcpy(g.name, name, strlen(name) + 1);
 	rc = cfx_broker_group_create(x->br, &g);
@@ -866,7 +885,7 @@ static json_t *topic_positions_json(const struct admin_pos *v, size_t i, size_t 
 			 (json_int_t)lag);
 }
 
-static void get_group(struct ctx *x)
+static void get_group(struct admin_ctx *x)
 {
 	struct cfx_group_info gi;
 	struct admin_pos *v;
@@ -890,7 +909,7 @@ static void get_group(struct ctx *x)
 	http_response_json(x->resp, 200, g);
 }
 
-static void update_group(struct ctx *x)
+static void update_group(struct admin_ctx *x)
 {
 	static const char *const fields[] = { "fifo", "retry", NULL };
 	struct cfx_group_info gi;
@@ -899,7 +918,7 @@ static void update_group(struct ctx *x)
 
 	if (path_group(x, &gi))
 		return;
-	o = body_object(x, fields);
+	o = admin__body_object(x, fields);
 	if (!o)
 		return;
 	if (group_fields(x, o, &gi))
@@ -916,7 +935,7 @@ out:
 	json_decref(o);
 }
 
-static void delete_group(struct ctx *x)
+static void delete_group(struct admin_ctx *x)
 {
 	struct cfx_group_info gi;
 	int rc;
@@ -931,7 +950,7 @@ static void delete_group(struct ctx *x)
 	x->resp->status = 204;
 }
 
-static void reset_group(struct ctx *x)
+static void reset_group(struct admin_ctx *x)
 {
 	static const char *const fields[] = { "topic", "offset", "timestamp_ms", NULL };
 	struct cfx_group_info gi;
@@ -944,15 +963,15 @@ static void reset_group(struct ctx *x)
 
 	if (path_group(x, &gi))
 		return;
-	o = body_object(x, fields);
+	o = admin__body_object(x, fields);
 	if (!o)
 		return;
-	if (member_str(x, o, "topic", &topic) < 0)
+	if (admin__member_str(x, o, "topic", &topic) < 0)
 		goto out;
-	has_off = member_int(x, o, "offset", -1, INT64_MAX, &offset);
+	has_off = admin__member_int(x, o, "offset", -1, INT64_MAX, &offset);
 	if (has_off < 0)
 		goto out;
-	has_ts = member_int(x, o, "timestamp_ms", 0, INT64_MAX, &ts);
+	has_ts = admin__member_int(x, o, "timestamp_ms", 0, INT64_MAX, &ts);
 	if (has_ts < 0)
 		goto out;
 	if (!topic || has_off + has_ts != 1) {
@@ -967,7 +986,7 @@ static void reset_group(struct ctx *x)
 	if (rc) {
 		char what[160];
 		snprintf(what, sizeof what, "topic \"%.128s\"", topic);
-		reply_cfx(x, rc, what);
+		admin__reply_cfx(x, rc, what);
 		goto out;
 	}
 	queues = json_array();
@@ -1116,25 +1135,25 @@ static void add_messages(json_t *arr, const struct cfx_read_result *res, struct 
 	}
 }
 
-static void get_messages(struct ctx *x)
+static void get_messages(struct admin_ctx *x)
 {
 	static const char *const params[] = { "id", "topic", "key", "queue", "offset", "time_ms",
 					      "count", NULL };
 	struct cfx_store *st = cfx_broker_store(x->br);
-	const char *id = query_get(x, "id"), *topic = query_get(x, "topic");
-	const char *key = query_get(x, "key");
+	const char *id = admin__query_get(x, "id"), *topic = admin__query_get(x, "topic");
+	const char *key = admin__query_get(x, "key");
 	int64_t queue = 0, offset = 0, time_ms = 0, count = 0;
 	int has_q, has_off, has_time, has_count, rc;
 	struct cfx_read_result res;
 	json_t *arr, *out;
 	size_t bytes = 0;
 
-	if (query_only(x, params))
+	if (admin__query_only(x, params))
 		return;
-	if ((has_q = query_int(x, "queue", 0, UINT32_MAX, &queue)) < 0 ||
-	    (has_off = query_int(x, "offset", 0, INT64_MAX, &offset)) < 0 ||
-	    (has_time = query_int(x, "time_ms", 0, INT64_MAX, &time_ms)) < 0 ||
-	    (has_count = query_int(x, "count", 1, MESSAGES_MAX, &count)) < 0)
+	if ((has_q = admin__query_int(x, "queue", 0, UINT32_MAX, &queue)) < 0 ||
+	    (has_off = admin__query_int(x, "offset", 0, INT64_MAX, &offset)) < 0 ||
+	    (has_time = admin__query_int(x, "time_ms", 0, INT64_MAX, &time_ms)) < 0 ||
+	    (has_count = admin__query_int(x, "count", 1, MESSAGES_MAX, &count)) < 0)
 		return;
 	cfx_read_result_init(&res);
 	arr = json_array();
@@ -1192,7 +1211,7 @@ static void get_messages(struct ctx *x)
 		goto out;
 	}
 	if (rc) {
-		reply_cfx(x, rc, "messages");
+		admin__reply_cfx(x, rc, "messages");
 		goto out;
 	}
 	http_response_json(x->resp, 200, out);
@@ -1208,7 +1227,7 @@ out:
  * ------------------------------------------------------------------------ */
 
 /* The DLQ position of the group in the path; 0, or -1 with the error answer set. */
-static int path_dlq(struct ctx *x, struct cfx_dlq_position *pos)
+static int path_dlq(struct admin_ctx *x, struct cfx_dlq_position *pos)
 {
 	int rc = cfx_broker_dlq_position(x->br, CFX_VIEW_STR(x->param), pos);
 
@@ -1219,7 +1238,7 @@ static int path_dlq(struct ctx *x, struct cfx_dlq_position *pos)
 		http_response_error(x->resp, 400, "invalid group name for a dead-letter queue: 1 to "
 				    "111 characters of a-z A-Z 0-9 _ - %% |");
 	else if (rc)
-		reply_cfx(x, rc, "dead-letter queue");
+		admin__reply_cfx(x, rc, "dead-letter queue");
 	return rc ? -1 : 0;
 }
 
@@ -1294,7 +1313,7 @@ static json_t *dlq_message_json(const struct cfx_msg_view *m)
 	return o;
 }
 
-static void list_dlq(struct ctx *x)
+static void list_dlq(struct admin_ctx *x)
 {
 	static const char *const params[] = { "max", NULL };
 	struct cfx_store *st = cfx_broker_store(x->br);
@@ -1306,7 +1325,7 @@ static void list_dlq(struct ctx *x)
 	json_t *arr;
 	uint64_t off;
 
-	if (query_only(x, params) || query_int(x, "max", 1, DLQ_LIST_MAX, &max) < 0 ||
+	if (admin__query_only(x, params) || admin__query_int(x, "max", 1, DLQ_LIST_MAX, &max) < 0 ||
 	    path_dlq(x, &pos))
 		return;
 	int named = cfx_broker_dlq_names(CFX_VIEW_STR(x->param), dlq, rg);
@@ -1371,7 +1390,7 @@ static void redrive_answer(void *arg)
 	struct redrive_call *rc = arg;
 	struct admin_service *svc = rc->svc;
 	struct http_response resp;
-	struct ctx x = { .svc = svc, .br = svc->o.br, .resp = &resp };
+	struct admin_ctx x = { .svc = svc, .br = svc->o.br, .resp = &resp };
 
 	http_response_init(&resp);
 	if (!rc->started) {
@@ -1379,7 +1398,7 @@ static void redrive_answer(void *arg)
 			http_response_error(&resp, 404, "group \"%s\" has no dead-letter queue",
 					    rc->group);
 		else
-			reply_cfx(&x, rc->err, "dead-letter queue");
+			admin__reply_cfx(&x, rc->err, "dead-letter queue");
 	} else if (rc->err && is_server_error(rc->err)) {
 		/* Stopped by the broker: say how far it got. */
 		int status = rc->err == CFX_ENOSPC || rc->err == CFX_EFSYNC ? 503 : 500;
@@ -1432,7 +1451,7 @@ static void redrive_done(void *arg, uint32_t redriven, int err)
 	cfx_loop_post(rc->loop, redrive_answer, rc);
 }
 
-static void redrive_dlq(struct ctx *x)
+static void redrive_dlq(struct admin_ctx *x)
 {
 	static const char *const fields[] = { "max", NULL };
 	static const char *const params[] = { NULL };
@@ -1443,12 +1462,12 @@ static void redrive_dlq(struct ctx *x)
 	int64_t max = DLQ_REDRIVE_MAX;
 	int stopping, err;
 
-	if (query_only(x, params))
+	if (admin__query_only(x, params))
 		return;
 	/* The body is optional: none, or {"max": N}. */
 	if (x->req->body.len) {
-		json_t *o = body_object(x, fields);
-		int r = o ? member_int(x, o, "max", 1, DLQ_REDRIVE_MAX, &max) : -1;
+		json_t *o = admin__body_object(x, fields);
+		int r = o ? admin__member_int(x, o, "max", 1, DLQ_REDRIVE_MAX, &max) : -1;
 		json_decref(o);
 		if (r < 0)
 			return;
@@ -1493,7 +1512,7 @@ static void redrive_dlq(struct ctx *x)
  * GET /metrics
  * ------------------------------------------------------------------------ */
 
-static void get_metrics(struct ctx *x)
+static void get_metrics(struct admin_ctx *x)
 {
 	x->resp->status = 200;
 	x->resp->content_type = "text/plain; version=0.0.4; charset=utf-8";
@@ -1504,7 +1523,7 @@ static void get_metrics(struct ctx *x)
  * Users, tokens and policies (super users only; docs/security.md)
  * ------------------------------------------------------------------------ */
 
-static bool auth_ready(struct ctx *x)
+static bool auth_ready(struct admin_ctx *x)
 {
 	if (!x->svc->o.auth) {
 		http_response_error(x->resp, 404, "authentication is not configured on this server");
@@ -1525,7 +1544,7 @@ static void add_user(void *arg, const struct cfx_auth_user_info *u)
 	json_array_append_new(arg, user_json(u));
 }
 
-static void list_users(struct ctx *x)
+static void list_users(struct admin_ctx *x)
 {
 	json_t *arr;
 
@@ -1537,10 +1556,10 @@ static void list_users(struct ctx *x)
 }
 
 /* "role": "super" | "normal" -> 1 | 0; absent -1; -2 = 400 set. */
-static int member_role(struct ctx *x, json_t *o)
+static int member_role(struct admin_ctx *x, json_t *o)
 {
 	const char *role = NULL;
-	int r = member_str(x, o, "role", &role);
+	int r = admin__member_str(x, o, "role", &role);
 
 	if (r <= 0)
 		return r < 0 ? -2 : -1;
@@ -1552,7 +1571,7 @@ static int member_role(struct ctx *x, json_t *o)
 	return -2;
 }
 
-static void create_user(struct ctx *x)
+static void create_user(struct admin_ctx *x)
 {
 	static const char *const fields[] = { "name", "password", "role", "enabled", NULL };
 	struct cfx_auth_user_info ui;
@@ -1560,10 +1579,10 @@ static void create_user(struct ctx *x)
 	int enabled = 1, super, rc;
 	json_t *o;
 
-	if (!auth_ready(x) || !(o = body_object(x, fields)))
+	if (!auth_ready(x) || !(o = admin__body_object(x, fields)))
 		return;
-	if (member_str(x, o, "name", &name) < 0 || member_str(x, o, "password", &pw) < 0 ||
-	    member_bool(x, o, "enabled", &enabled) < 0 || (super = member_role(x, o)) == -2)
+	if (admin__member_str(x, o, "name", &name) < 0 || admin__member_str(x, o, "password", &pw) < 0 ||
+	    admin__member_bool(x, o, "enabled", &enabled) < 0 || (super = member_role(x, o)) == -2)
 		goto out;
 	if (!name || !pw) {
 		http_response_error(x->resp, 400, "\"name\" and \"password\" are required");
@@ -1587,7 +1606,7 @@ out:
 	json_decref(o);
 }
 
-static void get_user(struct ctx *x)
+static void get_user(struct admin_ctx *x)
 {
 	struct cfx_auth_user_info ui;
 	int rc;
@@ -1602,7 +1621,7 @@ static void get_user(struct ctx *x)
 	http_response_json(x->resp, 200, user_json(&ui));
 }
 
-static void update_user(struct ctx *x)
+static void update_user(struct admin_ctx *x)
 {
 	static const char *const fields[] = { "password", "role", "enabled", NULL };
 	struct cfx_auth_user_info ui;
@@ -1610,9 +1629,9 @@ static void update_user(struct ctx *x)
 	int enabled = -1, super, rc;
 	json_t *o;
 
-	if (!auth_ready(x) || !(o = body_object(x, fields)))
+	if (!auth_ready(x) || !(o = admin__body_object(x, fields)))
 		return;
-	if (member_str(x, o, "password", &pw) < 0 || member_bool(x, o, "enabled", &enabled) < 0 ||
+	if (admin__member_str(x, o, "password", &pw) < 0 || admin__member_bool(x, o, "enabled", &enabled) < 0 ||
 	    (super = member_role(x, o)) == -2)
 		goto out;
 	rc = cfx_auth_user_update(x->svc->o.auth, x->param, pw, pw ? strlen(pw) : 0, super,
@@ -1638,7 +1657,7 @@ out:
 	json_decref(o);
 }
 
-static void delete_user(struct ctx *x)
+static void delete_user(struct admin_ctx *x)
 {
 	int rc;
 
@@ -1657,7 +1676,7 @@ static void delete_user(struct ctx *x)
 	x->resp->status = 204;
 }
 
-static void create_token(struct ctx *x)
+static void create_token(struct admin_ctx *x)
 {
 	char tok[CFX_AUTH_TOKEN_LEN + 1];
 	int rc;
@@ -1711,20 +1730,20 @@ static void add_acl(void *arg, const struct cfx_auth_acl *c)
 		json_array_append_new(l->arr, acl_json(c));
 }
 
-static void list_acls(struct ctx *x)
+static void list_acls(struct admin_ctx *x)
 {
 	static const char *const params[] = { "subject", NULL };
 	struct acl_list l;
 
-	if (!auth_ready(x) || query_only(x, params))
+	if (!auth_ready(x) || admin__query_only(x, params))
 		return;
 	l.arr = json_array();
-	l.subject = query_get(x, "subject");
+	l.subject = admin__query_get(x, "subject");
 	cfx_auth_acl_foreach(x->svc->o.auth, add_acl, &l);
 	http_response_json(x->resp, 200, json_pack("{s:o}", "acls", l.arr));
 }
 
-static void create_acl(struct ctx *x)
+static void create_acl(struct admin_ctx *x)
 {
 	static const char *const fields[] = { "subject", "resource", "pattern", "actions",
 					      "source", "decision", NULL };
@@ -1735,11 +1754,11 @@ static void create_acl(struct ctx *x)
 	size_t i;
 	int rc;
 
-	if (!auth_ready(x) || !(o = body_object(x, fields)))
+	if (!auth_ready(x) || !(o = admin__body_object(x, fields)))
 		return;
-	if (member_str(x, o, "subject", &subject) < 0 || member_str(x, o, "resource", &res) < 0 ||
-	    member_str(x, o, "pattern", &pattern) < 0 || member_str(x, o, "source", &source) < 0 ||
-	    member_str(x, o, "decision", &decision) < 0)
+	if (admin__member_str(x, o, "subject", &subject) < 0 || admin__member_str(x, o, "resource", &res) < 0 ||
+	    admin__member_str(x, o, "pattern", &pattern) < 0 || admin__member_str(x, o, "source", &source) < 0 ||
+	    admin__member_str(x, o, "decision", &decision) < 0)
 		goto out;
 	acts = json_object_get(o, "actions");
 	if (!subject || !res || !json_is_array(acts) || !json_array_size(acts)) {
@@ -1804,7 +1823,7 @@ static void create_acl(struct ctx *x)
 		goto out;
 	}
 	if (rc) {
-		reply_cfx(x, rc, "policy");
+		admin__reply_cfx(x, rc, "policy");
 		goto out;
 	}
 	http_response_json(x->resp, 201, acl_json(&c));
@@ -1812,7 +1831,7 @@ out:
 	json_decref(o);
 }
 
-static void delete_acl(struct ctx *x)
+static void delete_acl(struct admin_ctx *x)
 {
 	char *end;
 	unsigned long long id;
@@ -1835,7 +1854,7 @@ static void delete_acl(struct ctx *x)
 }
 
 /* GET /v1/whoami: who the request is signed in as. */
-static void whoami(struct ctx *x)
+static void whoami(struct admin_ctx *x)
 {
 	struct cfx_auth *a = x->svc->o.auth;
 	bool on = a && cfx_auth_enabled(a);
@@ -1862,12 +1881,12 @@ enum name_from { NAME_NONE, NAME_PARAM, NAME_QUERY_TOPIC };
 #define ACT_SUPER (1u << 15) /* super users only */
 
 struct route {
-	const char *pattern; /* path segments; "*" matches one segment, the {name} */
+	const char *pattern; /* path segments; "*" matches one segment, a {name} (two at most) */
 	const char *allow;   /* the methods, for 405 answers */
 	enum route_kind kind;
 	struct {
 		int method;
-		void (*fn)(struct ctx *x);
+		void (*fn)(struct admin_ctx *x);
 		enum cfx_auth_resource res;
 		unsigned action;	/* one enum cfx_auth_action bit, ACT_SIGNED_IN or ACT_SUPER */
 		enum name_from name;
@@ -1879,6 +1898,7 @@ struct route {
 #define SUPER CFX_AUTH_CLUSTER, ACT_SUPER, NAME_NONE
 #define TOPIC(act) CFX_AUTH_TOPIC, CFX_AUTH_##act, NAME_PARAM
 #define GROUP(act) CFX_AUTH_GROUP, CFX_AUTH_##act, NAME_PARAM
+#define CLUSTER(act) CFX_AUTH_CLUSTER, CFX_AUTH_##act, NAME_NONE
 
 static const struct route routes[] = {
 	{ "/v1/status", "GET, HEAD", ROUTE_ADMIN, { { HTTP_GET, get_status, SIGNED_IN } } },
@@ -1911,17 +1931,47 @@ static const struct route routes[] = {
 	{ "/v1/acls", "GET, HEAD, POST", ROUTE_ADMIN,
 	  { { HTTP_GET, list_acls, SUPER }, { HTTP_POST, create_acl, SUPER } } },
 	{ "/v1/acls/*", "DELETE", ROUTE_ADMIN, { { HTTP_DELETE, delete_acl, SUPER } } },
+	/* The EventBridge (events.c): a bus is authorized as its topic. */
+	{ "/v1/buses", "GET, HEAD, POST", ROUTE_ADMIN,
+	  { { HTTP_GET, admin__bus_list, CLUSTER_LIST },
+	    { HTTP_POST, admin__bus_create, SIGNED_IN } } }, /* CREATE on the topic in the body */
+	{ "/v1/buses/*", "GET, HEAD, DELETE", ROUTE_ADMIN,
+	  { { HTTP_GET, admin__bus_get, TOPIC(GET) },
+	    { HTTP_DELETE, admin__bus_delete, TOPIC(DELETE) } } },
+	{ "/v1/buses/*/events", "GET, POST", ROUTE_ADMIN,
+	  { { HTTP_POST, admin__events_put, TOPIC(PUB) },
+	    { HTTP_GET, admin__events_pull, TOPIC(SUB) } } }, /* and SUB on the group */
+	{ "/v1/buses/*/replay", "POST", ROUTE_ADMIN,
+	  { { HTTP_POST, admin__bus_replay, TOPIC(UPDATE) } } },
+	{ "/v1/buses/*/rules", "GET, HEAD, POST", ROUTE_ADMIN,
+	  { { HTTP_GET, admin__rule_list, TOPIC(GET) },
+	    { HTTP_POST, admin__rule_create, TOPIC(UPDATE) } } },
+	{ "/v1/buses/*/rules/*", "GET, HEAD, PUT, DELETE", ROUTE_ADMIN,
+	  { { HTTP_GET, admin__rule_get, TOPIC(GET) },
+	    { HTTP_PUT, admin__rule_put, TOPIC(UPDATE) },
+	    { HTTP_DELETE, admin__rule_delete, TOPIC(UPDATE) } } },
+	{ "/v1/rules/test", "POST", ROUTE_ADMIN, { { HTTP_POST, admin__rule_test, SIGNED_IN } } },
+	{ "/v1/targets", "GET, HEAD, POST", ROUTE_ADMIN,
+	  { { HTTP_GET, admin__target_list, CLUSTER_LIST },
+	    { HTTP_POST, admin__target_create, CLUSTER(UPDATE) } } },
+	{ "/v1/targets/*", "GET, HEAD, PUT, DELETE", ROUTE_ADMIN,
+	  { { HTTP_GET, admin__target_get, CLUSTER(GET) },
+	    { HTTP_PUT, admin__target_put, CLUSTER(UPDATE) },
+	    { HTTP_DELETE, admin__target_delete, CLUSTER(UPDATE) } } },
 	{ "/metrics", "GET, HEAD", ROUTE_OPEN, { { HTTP_GET, get_metrics, SIGNED_IN } } },
 };
 
+#define ROUTE_STARS_MAX 2 /* {name} segments of one route */
+
 /*
- * Does the raw path match `pattern`? Segment by segment; "*" takes one
- * non-empty segment, whose raw bytes go to *star.
+ * Does the raw path match `pattern`? Segment by segment; each "*" takes one
+ * non-empty segment, whose raw bytes go to star[0], then star[1].
  */
-static int path_matches(const char *pattern, struct cfx_view path, struct cfx_view *star)
+static int path_matches(const char *pattern, struct cfx_view path,
+			struct cfx_view star[ROUTE_STARS_MAX])
 {
 	const char *pp = pattern;
-	size_t i = 0;
+	size_t i = 0, nstar = 0;
 
 	while (*pp && i < path.len) {
 		if (*pp != '/' || path.p[i] != '/')
@@ -1936,7 +1986,8 @@ static int path_matches(const char *pattern, struct cfx_view path, struct cfx_vi
 		if (plen == 1 && *pp == '*') {
 			if (j == i)
 				return 0;
-			*star = (struct cfx_view){ path.p + i, j - i };
+			CFX_ASSERT(nstar < ROUTE_STARS_MAX); /* a route with more is a programmer error */
+			star[nstar++] = (struct cfx_view){ path.p + i, j - i };
 		} else if (plen != j - i || memcmp(pp, path.p + i, plen)) {
 			return 0;
 		}
@@ -1950,7 +2001,7 @@ static int path_matches(const char *pattern, struct cfx_view path, struct cfx_vi
  * Signing in: Bearer tokens, Basic passwords (checked on the auth thread)
  * ------------------------------------------------------------------------ */
 
-static void unauthorized(struct ctx *x, const char *user, const char *why)
+static void unauthorized(struct admin_ctx *x, const char *user, const char *why)
 {
 	struct cfx_auth *a = x->svc->o.auth;
 
@@ -1978,6 +2029,7 @@ struct pending_basic {
 	struct cfx_loop *loop;
 	struct http_later *later;
 	struct http_request req;
+	struct cfx_ce_header *ce;  /* copies of req.ce_headers (names and values owned) */
 	char peer[64];
 	char user[CFX_AUTH_USER_MAX + 1];
 	int rc;
@@ -1985,6 +2037,11 @@ struct pending_basic {
 
 static void pending_basic_free(struct pending_basic *pb)
 {
+	for (size_t i = 0; pb->ce && i < pb->req.ce_headers_n; i++) {
+		cfx_free((void *)pb->ce[i].name);
+		cfx_free((void *)pb->ce[i].value);
+	}
+	cfx_free(pb->ce);
 	cfx_free((void *)pb->req.target.p);
 	cfx_free((void *)pb->req.content_type.p);
 	cfx_free((void *)pb->req.body.p);
@@ -1999,15 +2056,19 @@ static void basic_checked_task(void *arg)
 
 	if (pb->later) {
 		http_response_init(&resp);
+		/* A route that defers (ingress, replay, a long poll) takes the ticket on. */
+		http_response_reuse_later(&resp, pb->later);
 		if (pb->rc == 0) {
 			handle_as(svc, &pb->req, &resp, pb->user, 1);
 		} else {
-			struct ctx x = { .svc = svc, .req = &pb->req, .resp = &resp };
+			struct admin_ctx x = { .svc = svc, .req = &pb->req, .resp = &resp };
 			unauthorized(&x, pb->user, "wrong user name or password");
 		}
-		if (resp.status == 0)
-			http_response_error(&resp, 500, "the request was not answered");
-		http_later_answer(pb->later, &resp);
+		if (!resp.deferred) {
+			if (resp.status == 0)
+				http_response_error(&resp, 500, "the request was not answered");
+			http_later_answer(pb->later, &resp);
+		}
 		http_response_free(&resp);
 		pthread_mutex_lock(&svc->mu);
 		svc->deferred--;
@@ -2039,7 +2100,7 @@ static struct cfx_view view_dup(struct cfx_view v)
  * where that is allowed), 1 when the answer is set (401), 2 when it was
  * deferred until the password is checked.
  */
-static int authenticate(struct ctx *x, const struct route *r, char *user)
+static int authenticate(struct admin_ctx *x, const struct route *r, char *user)
 {
 	struct cfx_auth *a = x->svc->o.auth;
 	struct cfx_view h = x->req->authorization;
@@ -2115,6 +2176,19 @@ static int authenticate(struct ctx *x, const struct route *r, char *user)
 		pb->req.target = view_dup(req->target);
 		pb->req.content_type = view_dup(req->content_type);
 		pb->req.body = view_dup(req->body);
+		if (req->ce_headers_n) {
+			pb->ce = cfx_calloc(req->ce_headers_n, sizeof *pb->ce);
+			for (size_t i = 0; i < req->ce_headers_n; i++) {
+				const struct cfx_ce_header *h = &req->ce_headers[i];
+				struct cfx_view n = view_dup((struct cfx_view){
+					(const uint8_t *)h->name, h->name_len });
+				struct cfx_view v = view_dup((struct cfx_view){
+					(const uint8_t *)h->value, h->value_len });
+				pb->ce[i] = (struct cfx_ce_header){ (const char *)n.p, n.len,
+								    (const char *)v.p, v.len };
+			}
+		}
+		pb->req.ce_headers = pb->ce;
 		pb->req.authorization = (struct cfx_view){ 0 };
 		snprintf(pb->peer, sizeof pb->peer, "%s", req->peer ? req->peer : "");
 		pb->req.peer = pb->peer;
@@ -2125,7 +2199,7 @@ static int authenticate(struct ctx *x, const struct route *r, char *user)
 }
 
 /* Whether the signed-in user may call the route; sets 403 if not. */
-static bool route_allowed(struct ctx *x, enum cfx_auth_resource res, unsigned action,
+static bool route_allowed(struct admin_ctx *x, enum cfx_auth_resource res, unsigned action,
 			  enum name_from from)
 {
 	struct cfx_auth *a = x->svc->o.auth;
@@ -2144,7 +2218,7 @@ static bool route_allowed(struct ctx *x, enum cfx_auth_resource res, unsigned ac
 	if (from == NAME_PARAM)
 		name = x->param;
 	else if (from == NAME_QUERY_TOPIC) {
-		name = query_get(x, "topic");
+		name = admin__query_get(x, "topic");
 		if (!name && !cfx_auth_is_super(a, x->user)) {
 			http_response_error(x->resp, 403, "only super users look messages up "
 					    "without naming their topic");
@@ -2153,15 +2227,15 @@ static bool route_allowed(struct ctx *x, enum cfx_auth_resource res, unsigned ac
 		if (!name)
 			return true;
 	}
-	return allowed(x, res, name, action);
+	return admin__allowed(x, res, name, action);
 }
 
 static void handle_as(struct admin_service *svc, const struct http_request *req,
 		      struct http_response *resp, const char *signed_in_as, int signed_in)
 {
-	struct ctx x = { .svc = svc, .req = req, .resp = resp };
+	struct admin_ctx x = { .svc = svc, .req = req, .resp = resp };
 	struct http_parser_url u;
-	struct cfx_view path, query = { 0 }, star = { 0 };
+	struct cfx_view path, query = { 0 }, star[ROUTE_STARS_MAX] = { { 0 } };
 	const struct route *r = NULL;
 	size_t mi = 0;
 	char user[CFX_AUTH_USER_MAX + 1];
@@ -2179,9 +2253,11 @@ static void handle_as(struct admin_service *svc, const struct http_request *req,
 	if (u.field_set & (1u << UF_QUERY))
 		query = (struct cfx_view){ req->target.p + u.field_data[UF_QUERY].off,
 					   u.field_data[UF_QUERY].len };
-	for (size_t i = 0; i < CFX_ARRAY_LEN(routes) && !r; i++)
-		if (path_matches(routes[i].pattern, path, &star))
+	for (size_t i = 0; i < CFX_ARRAY_LEN(routes) && !r; i++) {
+		memset(star, 0, sizeof star); /* a route that failed late may have set some */
+		if (path_matches(routes[i].pattern, path, star))
 			r = &routes[i];
+	}
 	if (!r) {
 		http_response_error(resp, 404, "no such resource: %.*s",
 				    (int)CFX_MIN(path.len, 200), path.p);
@@ -2205,9 +2281,12 @@ static void handle_as(struct admin_service *svc, const struct http_request *req,
 		if (rc)
 			return;
 	}
-	if (star.p) {
-		x.param = url_decode(star.p, star.len, 0);
-		if (!x.param) {
+	if (star[0].p) {
+		x.param = url_decode(star[0].p, star[0].len, 0);
+		if (star[1].p && x.param)
+			x.param2 = url_decode(star[1].p, star[1].len, 0);
+		if (!x.param || (star[1].p && !x.param2)) {
+			cfx_free(x.param);
 			http_response_error(resp, 400, "malformed name in the path");
 			return;
 		}
@@ -2216,6 +2295,7 @@ static void handle_as(struct admin_service *svc, const struct http_request *req,
 	    route_allowed(&x, r->m[mi].res, r->m[mi].action, r->m[mi].name))
 		r->m[mi].fn(&x);
 	cfx_free(x.param);
+	cfx_free(x.param2);
 	for (uint32_t i = 0; i < x.nq; i++) {
 		cfx_free(x.q[i].key);
 		cfx_free(x.q[i].value);
@@ -2258,9 +2338,12 @@ void admin_service_stop(struct admin_service *svc)
 		return;
 	pthread_mutex_lock(&svc->mu);
 	svc->stopping = 1;
+	pthread_mutex_unlock(&svc->mu);
+	admin__events_stop(svc); /* long polls answer now */
+	pthread_mutex_lock(&svc->mu);
 	if (svc->deferred)
-		cfx_log_info("http: waiting for %u dead-letter re-drive(s) to finish",
-			     svc->deferred);
+		cfx_log_info("http: waiting for %u deferred answer(s) (re-drives, event "
+			     "ingress, replays, long polls)", svc->deferred);
 	while (svc->deferred)
 		pthread_cond_wait(&svc->cv, &svc->mu);
 	pthread_mutex_unlock(&svc->mu);

@@ -8,8 +8,10 @@
  * The service calls the broker core directly from the network loops;
  * every route is short, bounded work (metadata changes write a small file
  * under meta/, reads and lookups are bounded in count and bytes), except
- * the dead-letter re-drive, which waits for sync appends: it defers its
- * answer (http.h) until the broker's completion posts it back to the loop.
+ * the routes that wait for another thread: the dead-letter re-drive (sync
+ * appends), EventBridge ingress and replay, and long polls of events
+ * (events.c). They defer their answer (http.h) until the completion posts
+ * it back to the loop.
  */
 #ifndef CFX_PROTO_HTTP_ADMIN_H
 #define CFX_PROTO_HTTP_ADMIN_H
@@ -18,12 +20,15 @@
 
 #include "broker/auth.h"
 #include "broker/broker.h"
+
+struct cfx_bridge;
 #include "net/conn.h"
 #include "proto/http/http.h"
 
 struct admin_opts {
 	struct cfx_broker *br;	   /* borrowed; outlives the service */
 	struct cfx_auth *auth;	   /* users and policies, borrowed; NULL = no authentication */
+	struct cfx_bridge *bridge; /* the event bridge, borrowed; NULL = off */
 	struct cfx_server *srv;	   /* for the listeners' connection counters; NULL = none */
 	const char *version;	   /* of confluxd, copied */
 	const char *broker_name;   /* copied */
@@ -60,20 +65,23 @@ struct admin_service {
 	/* Answers deferred until broker work completes (dead-letter re-drives). */
 	pthread_mutex_t mu;
 	pthread_cond_t cv;	   /* signalled when `deferred` drops */
-	uint32_t deferred;	   /* re-drives running, or their answers not sent yet */
+	uint32_t deferred;	   /* deferred answers not sent yet (re-drives, event ingress,
+				      replays, long polls) */
 	int stopping;		   /* admin_service_stop ran: no new ones */
+	struct admin_poll *polls;  /* long polls waiting for events (events.c) */
 };
 
 /* Creates the service (copies what `o` points to, but not the broker and server). */
 struct admin_service *admin_service_new(const struct admin_opts *o);
 /*
- * Refuses new re-drives (503) and waits until those running have answered:
- * their answers are posted to the network loops, so call it while the
+ * Refuses new re-drives, event ingress and replays (503), makes the long
+ * polls of events answer now (204), and waits until every deferred answer
+ * was given: they are posted to the network loops, so call it while the
  * loops still run, before the server stops. NULL is ignored.
  * @thread main (not a network loop)
  */
 void admin_service_stop(struct admin_service *svc);
-/* Answers deferred and not sent yet (re-drives running). @thread any */
+/* Answers deferred and not sent yet (re-drives running, events awaited). @thread any */
 uint32_t admin_service_deferred(struct admin_service *svc);
 /*
  * Frees the service; the listener using it must be gone, and no answer

@@ -1,7 +1,7 @@
 /*
  * http.c - HTTP/1.1: the request codec (http-parser does the parsing; this
  * file keeps what a request needs and enforces the limits), responses, and
- * the connection protocol. The routes live in admin.c and metrics.c.
+ * the connection protocol. The routes live in admin.c, events.c and metrics.c.
  *
  * Codec states, per request:
  *
@@ -27,7 +27,7 @@
 
 #include "base/log.h"
 
-enum { HDR_OTHER = 0, HDR_CONTENT_TYPE, HDR_EXPECT, HDR_AUTHORIZATION };
+enum { HDR_OTHER = 0, HDR_CONTENT_TYPE, HDR_EXPECT, HDR_AUTHORIZATION, HDR_CE };
 
 /* ------------------------------------------------------------------------
  * The codec
@@ -53,9 +53,12 @@ static int on_message_begin(http_parser *p)
 	hc->in_value = 0;
 	hc->cur_header = HDR_OTHER;
 	hc->ctype_len = 0;
+	hc->ctype_cut = 0;
 	hc->expect_len = 0;
 	hc->authz_len = 0;
 	hc->nheaders = 0;
+	hc->nce = 0;
+	cfx_writer_reset(&hc->ce_bytes);
 	return 0;
 }
 
@@ -81,7 +84,8 @@ static int on_header_field(http_parser *p, const char *at, size_t len)
 		hc->in_value = 0;
 		hc->field_len = 0;
 	}
-	/* Only short names matter; a longer one is remembered as too long. */
+	/* Names up to the buffer are kept (the longest that matters is a ce-
+	 * attribute's); a longer one is remembered as too long. */
 	for (size_t i = 0; i < len; i++) {
 		if (hc->field_len < sizeof hc->field)
 			hc->field[hc->field_len] = at[i];
@@ -104,6 +108,42 @@ static void keep(char *buf, size_t cap, size_t *len, const char *at, size_t n)
 	*len += k;
 }
 
+/* Is the field being read a CloudEvents attribute ("ce-" + a name)? */
+static int field_is_ce(const struct http_codec *hc)
+{
+	return hc->field_len >= 3 && !strncasecmp(hc->field, "ce-", 3);
+}
+
+/*
+ * Starts keeping a ce-* field: its name now, its value as it comes. Every
+ * limit is checked before a byte is kept.
+ */
+static int ce_begin(struct http_codec *hc)
+{
+	if (hc->field_len > sizeof hc->field)
+		return fail(hc, 431, "a ce- header name is longer than 67 bytes");
+	if (hc->nce == HTTP_CE_HEADERS_MAX)
+		return fail(hc, 431, "more than 64 ce- header fields");
+	if (hc->ce_bytes.len + hc->field_len > HTTP_CE_BYTES_MAX)
+		return fail(hc, 431, "the ce- header fields exceed 8 KiB");
+	hc->ce_at[hc->nce].name_off = (uint16_t)hc->ce_bytes.len;
+	hc->ce_at[hc->nce].name_len = (uint16_t)hc->field_len;
+	cfx_write_bytes(&hc->ce_bytes, hc->field, hc->field_len);
+	hc->ce_at[hc->nce].value_off = (uint16_t)hc->ce_bytes.len;
+	hc->ce_at[hc->nce].value_len = 0;
+	hc->nce++;
+	return 0;
+}
+
+static int ce_value(struct http_codec *hc, const char *at, size_t len)
+{
+	if (hc->ce_bytes.len + len > HTTP_CE_BYTES_MAX)
+		return fail(hc, 431, "the ce- header fields exceed 8 KiB");
+	cfx_write_bytes(&hc->ce_bytes, at, len);
+	hc->ce_at[hc->nce - 1].value_len += (uint16_t)len;
+	return 0;
+}
+
 static int on_header_value(http_parser *p, const char *at, size_t len)
 {
 	struct http_codec *hc = p->data;
@@ -113,19 +153,28 @@ static int on_header_value(http_parser *p, const char *at, size_t len)
 		if (field_is(hc, "content-type")) {
 			hc->cur_header = HDR_CONTENT_TYPE;
 			hc->ctype_len = 0; /* a repeated header: the last one counts */
+			hc->ctype_cut = 0;
 		} else if (field_is(hc, "expect")) {
 			hc->cur_header = HDR_EXPECT;
 			hc->expect_len = 0;
 		} else if (field_is(hc, "authorization")) {
 			hc->cur_header = HDR_AUTHORIZATION;
 			hc->authz_len = 0;
+		} else if (field_is_ce(hc)) {
+			hc->cur_header = HDR_CE;
+			if (ce_begin(hc))
+				return -1;
 		} else {
 			hc->cur_header = HDR_OTHER;
 		}
 	}
-	if (hc->cur_header == HDR_CONTENT_TYPE)
+	if (hc->cur_header == HDR_CONTENT_TYPE) {
+		if (hc->ctype_len + len > sizeof hc->ctype)
+			hc->ctype_cut = 1;
 		keep(hc->ctype, sizeof hc->ctype, &hc->ctype_len, at, len);
-	else if (hc->cur_header == HDR_EXPECT)
+	} else if (hc->cur_header == HDR_CE) {
+		return ce_value(hc, at, len);
+	} else if (hc->cur_header == HDR_EXPECT)
 		keep(hc->expect, sizeof hc->expect, &hc->expect_len, at, len);
 	else if (hc->cur_header == HDR_AUTHORIZATION) {
 		if (hc->authz_len + len > sizeof hc->authz)
@@ -180,6 +229,15 @@ static int on_message_complete(http_parser *p)
 	req->content_type = (struct cfx_view){ (const uint8_t *)hc->ctype, hc->ctype_len };
 	req->body = (struct cfx_view){ hc->body.p, hc->body.len };
 	req->authorization = (struct cfx_view){ (const uint8_t *)hc->authz, hc->authz_len };
+	req->content_type_cut = hc->ctype_cut;
+	/* The ce- views point into ce_bytes, which no longer grows. */
+	for (uint32_t i = 0; i < hc->nce; i++)
+		hc->ce[i] = (struct cfx_ce_header){
+			(const char *)hc->ce_bytes.p + hc->ce_at[i].name_off, hc->ce_at[i].name_len,
+			(const char *)hc->ce_bytes.p + hc->ce_at[i].value_off, hc->ce_at[i].value_len
+		};
+	req->ce_headers = hc->nce ? hc->ce : NULL;
+	req->ce_headers_n = hc->nce;
 	/* After an upgrade request the rest of the stream is not HTTP/1.1. */
 	req->keep_alive = http_should_keep_alive(p) && !p->upgrade;
 	hc->complete = 1;
@@ -213,12 +271,14 @@ void http_codec_init(struct http_codec *hc)
 	hc->parser.data = hc;
 	cfx_writer_init(&hc->target, 256);
 	cfx_writer_init(&hc->body, 0);
+	cfx_writer_init(&hc->ce_bytes, 0);
 }
 
 void http_codec_free(struct http_codec *hc)
 {
 	cfx_writer_free(&hc->target);
 	cfx_writer_free(&hc->body);
+	cfx_writer_free(&hc->ce_bytes);
 }
 
 /* Maps an error of http-parser itself (not of our callbacks) to a status. */
@@ -294,6 +354,8 @@ void http_codec_next(struct http_codec *hc)
 	}
 	cfx_writer_reset(&hc->body);
 	cfx_writer_reset(&hc->target);
+	cfx_writer_reset(&hc->ce_bytes);
+	hc->nce = 0;
 }
 
 /* ------------------------------------------------------------------------
@@ -304,11 +366,67 @@ void http_response_init(struct http_response *resp)
 {
 	memset(resp, 0, sizeof *resp);
 	cfx_writer_init(&resp->body, 0);
+	cfx_writer_init(&resp->headers, 0);
 }
 
 void http_response_free(struct http_response *resp)
 {
 	cfx_writer_free(&resp->body);
+	cfx_writer_free(&resp->headers);
+	CFX_FREE(resp->ctype_owned);
+}
+
+/* RFC 7230 tchar. */
+static int is_tchar(uint8_t c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+	       (c && strchr("!#$%&'*+-.^_`|~", c));
+}
+
+/* A header value we write: visible ASCII, spaces and tabs. */
+static int is_value(const char *v, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		uint8_t c = (uint8_t)v[i];
+		if (c != '\t' && (c < 0x20 || c > 0x7e))
+			return 0;
+	}
+	return 1;
+}
+
+int http_response_header(struct http_response *resp, const char *name, size_t nlen,
+			 const char *value, size_t vlen)
+{
+	if (nlen == 0 || !is_value(value, vlen))
+		return -1;
+	for (size_t i = 0; i < nlen; i++)
+		if (!is_tchar((uint8_t)name[i]))
+			return -1;
+	if (resp->nheaders == HTTP_RESP_HEADERS_MAX ||
+	    resp->headers.len + nlen + vlen + 4 > HTTP_RESP_HEADER_BYTES_MAX)
+		return -1;
+	/* Response: Name: value CRLF */
+	cfx_write_bytes(&resp->headers, name, nlen);
+	cfx_write_bytes(&resp->headers, ": ", 2);
+	cfx_write_bytes(&resp->headers, value, vlen);
+	cfx_write_bytes(&resp->headers, "\r\n", 2);
+	resp->nheaders++;
+	return 0;
+}
+
+int http_response_content_type(struct http_response *resp, const char *ct, size_t len)
+{
+	char *copy;
+
+	if (len == 0 || len > HTTP_RESP_CTYPE_BYTES_MAX || !is_value(ct, len))
+		return -1;
+	copy = cfx_malloc(len + 1);
+	memcpy(copy, ct, len);
+	copy[len] = '\0';
+	cfx_free(resp->ctype_owned);
+	resp->ctype_owned = copy;
+	resp->content_type = copy;
+	return 0;
 }
 
 void http_response_json(struct http_response *resp, int status, json_t *v)
@@ -373,10 +491,12 @@ void http_response_encode(const struct http_response *resp, int keep_alive, int 
 	CFX_ASSERT(n > 0 && (size_t)n < sizeof head);
 	cfx_write_bytes(out, head, (size_t)n);
 	if (resp->content_type) {
-		n = snprintf(head, sizeof head, "Content-Type: %s\r\n", resp->content_type);
-		CFX_ASSERT(n > 0 && (size_t)n < sizeof head);
-		cfx_write_bytes(out, head, (size_t)n);
+		/* Up to HTTP_RESP_CTYPE_BYTES_MAX: written in pieces, not through `head`. */
+		cfx_write_bytes(out, "Content-Type: ", 14);
+		cfx_write_bytes(out, resp->content_type, strlen(resp->content_type));
+		cfx_write_bytes(out, "\r\n", 2);
 	}
+	cfx_write_bytes(out, resp->headers.p, resp->headers.len);
 	if (resp->allow) {
 		n = snprintf(head, sizeof head, "Allow: %s\r\n", resp->allow);
 		CFX_ASSERT(n > 0 && (size_t)n < sizeof head);
@@ -502,6 +622,12 @@ struct http_later *http_response_defer(struct http_response *resp)
 	const struct http_request *req;
 	struct http_later *later;
 
+	if (resp->later) {
+		/* Deferred once already (http_response_reuse_later): the same ticket. */
+		CFX_ASSERT(!resp->deferred);
+		resp->deferred = 1;
+		return resp->later;
+	}
 	if (!hc)
 		return NULL;
 	CFX_ASSERT(!hc->later && !resp->deferred);
@@ -517,6 +643,11 @@ struct http_later *http_response_defer(struct http_response *resp)
 	hc->later = later;
 	resp->deferred = 1;
 	return later;
+}
+
+void http_response_reuse_later(struct http_response *resp, struct http_later *later)
+{
+	resp->later = later;
 }
 
 struct cfx_loop *http_later_loop(const struct http_later *later)

@@ -6,9 +6,9 @@
  * The codec (http_codec_*) is a pure function of the bytes fed to it: no
  * socket, no broker, so it is unit-tested and fuzzed on its own. It frames
  * one request at a time (pipelined requests wait in the caller's input),
- * copies what a request needs out of the receive buffer (the target, two
- * headers, the body), and enforces the limits below before buffering
- * anything. What the routes do with a request is the service's business
+ * copies what a request needs out of the receive buffer (the target, the
+ * Content-Type and Authorization headers, the CloudEvents `ce-*` headers,
+ * the body), and enforces the limits below before buffering anything. What the routes do with a request is the service's business
  * (admin.c); what this file knows of them is one callback.
  *
  * Not supported, answered and then closed: request bodies without a
@@ -23,6 +23,7 @@
 #include <jansson.h>
 
 #include "base/buf.h"
+#include "events/cloudevent.h"
 #include "net/conn.h"
 
 /* Limits, checked before anything is buffered. */
@@ -31,6 +32,11 @@
 #define HTTP_BODY_BYTES_MAX (1024u * 1024) /* Content-Length: else 413 */
 #define HTTP_CTYPE_BYTES_MAX 128u	   /* a longer Content-Type is kept cut short */
 #define HTTP_AUTHZ_BYTES_MAX 1024u	   /* an Authorization header (longer: 431) */
+/* CloudEvents binary mode (docs/eventbridge.md): `ce-*` header fields are kept, within these. */
+#define HTTP_CE_HEADERS_MAX 64u		   /* ce-* fields of one request: else 431 */
+#define HTTP_CE_BYTES_MAX (8u * 1024)	   /* their names and values, in total: else 431 */
+#define HTTP_CE_NAME_BYTES_MAX (3u + CFX_CE_NAME_BYTES_MAX) /* "ce-" + an attribute name: else 431 */
+#define HTTP_FIELD_BYTES_MAX HTTP_CE_NAME_BYTES_MAX /* header names kept while reading one */
 
 /* A complete request. Views point into the codec; valid until http_codec_next. */
 struct http_request {
@@ -40,6 +46,9 @@ struct http_request {
 	struct cfx_view content_type; /* empty if absent */
 	struct cfx_view body;	      /* empty if none */
 	struct cfx_view authorization; /* the Authorization header; empty if absent */
+	int content_type_cut;	      /* the Content-Type was longer than HTTP_CTYPE_BYTES_MAX */
+	const struct cfx_ce_header *ce_headers; /* the ce-* fields in order, names as sent */
+	size_t ce_headers_n;
 	const char *peer;	      /* "ip:port" of the client; NULL outside a connection */
 	int keep_alive;		      /* another request may follow on the connection */
 };
@@ -55,8 +64,8 @@ struct http_codec {
 	http_parser parser;
 	struct cfx_writer target;  /* request target, collected across reads */
 	struct cfx_writer body;
-	char field[16];		   /* the header name being read (only short names matter) */
-	size_t field_len;
+	char field[HTTP_FIELD_BYTES_MAX]; /* the header name being read (longer ones are not kept) */
+	size_t field_len;		   /* may exceed the buffer: the name's real length */
 	int in_value;		   /* the last callback was a header value */
 	int cur_header;		   /* what the current value is for (http.c) */
 	char ctype[HTTP_CTYPE_BYTES_MAX];
@@ -66,6 +75,13 @@ struct http_codec {
 	size_t authz_len;	   /* past the buffer: too long, refused */
 	size_t expect_len;
 	uint32_t nheaders;
+	struct cfx_writer ce_bytes;	   /* names and values of the ce-* fields, back to back */
+	struct {
+		uint16_t name_off, name_len, value_off, value_len; /* into ce_bytes */
+	} ce_at[HTTP_CE_HEADERS_MAX];
+	struct cfx_ce_header ce[HTTP_CE_HEADERS_MAX]; /* req.ce_headers, built when complete */
+	uint32_t nce;
+	int ctype_cut;			   /* the Content-Type did not fit in ctype */
 	int in_message;		   /* bytes of a request were seen, and it is not complete */
 	int complete;		   /* req is valid (until http_codec_next) */
 	int want_continue;	   /* HTTP_EV_CONTINUE is due */
@@ -107,21 +123,50 @@ static inline int http_codec_is_busy(const struct http_codec *hc)
 
 struct h1conn;
 
+/* Extra header lines of one response (http_response_header). */
+#define HTTP_RESP_HEADERS_MAX 80u		/* lines */
+#define HTTP_RESP_HEADER_BYTES_MAX (16u * 1024) /* their bytes, in total */
+#define HTTP_RESP_CTYPE_BYTES_MAX 1024u		/* a Content-Type set by http_response_content_type */
+
 struct http_response {
 	int status;		  /* 200, 404, ... */
-	const char *content_type; /* static; NULL = no body */
+	const char *content_type; /* static, or ctype_owned; NULL = no Content-Type */
 	const char *allow;	  /* 405: methods for the Allow header, static */
 	const char *www_authenticate; /* 401: the challenge, static */
 	struct cfx_writer body;
+	struct cfx_writer headers; /* extra header lines "Name: value\r\n", owned */
+	uint32_t nheaders;	   /* lines in `headers` */
+	char *ctype_owned;	   /* the copy http_response_content_type made, owned */
 	/* private to http.c */
 	struct h1conn *h1;	  /* the connection answering it; NULL outside one */
 	int deferred;		  /* http_response_defer was called */
+	struct http_later *later; /* a ticket taken before: http_response_defer hands it on */
 };
 
 /* Prepares an empty response: status 0, no body. */
 void http_response_init(struct http_response *resp);
-/* Frees the response's body. */
+/* Frees the response's body, extra headers and owned Content-Type. */
 void http_response_free(struct http_response *resp);
+
+/*
+ * Adds the header line "name: value" (borrowed; copied). The name must be
+ * an RFC 7230 token and the value printable ASCII, spaces and tabs (no CR,
+ * LF, NUL); both are checked, so bytes from stored data cannot split the
+ * head. Returns 0, or -1 (nothing added) for a bad name or value, or when
+ * HTTP_RESP_HEADERS_MAX lines or HTTP_RESP_HEADER_BYTES_MAX bytes would be
+ * exceeded. Content-Length, Connection and the headers the fields above
+ * set are http.c's: do not add them here.
+ */
+int http_response_header(struct http_response *resp, const char *name, size_t nlen,
+			 const char *value, size_t vlen);
+
+/*
+ * Sets a Content-Type that is not a static string (a copy is owned by the
+ * response and freed with it). Returns 0, or -1 (unchanged) when it is
+ * longer than HTTP_RESP_CTYPE_BYTES_MAX or has bytes a header value may
+ * not have.
+ */
+int http_response_content_type(struct http_response *resp, const char *ct, size_t len);
 
 /* Sets a JSON body (compact, UTF-8). Takes ownership of `v`. */
 void http_response_json(struct http_response *resp, int status, json_t *v);
@@ -170,6 +215,14 @@ struct http_later;
  * @thread loop, inside http_service.handle
  */
 struct http_later *http_response_defer(struct http_response *resp);
+
+/*
+ * For a service that deferred a request itself and handles it later (a
+ * password checked on another thread): `resp`, the response it then
+ * builds, may be deferred again, and http_response_defer returns `later`
+ * (then the handler owns it, and the service must not answer with it).
+ */
+void http_response_reuse_later(struct http_response *resp, struct http_later *later);
 
 /* The loop the answer must be given on. @thread any */
 struct cfx_loop *http_later_loop(const struct http_later *later);

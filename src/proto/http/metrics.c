@@ -11,10 +11,12 @@
  */
 #include <inttypes.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
 
+#include "bridge/bridge.h"
 #include "broker/stats.h"
 #include "proto/http/admin.h"
 
@@ -379,6 +381,40 @@ static void render_auth(struct cfx_auth *a, struct cfx_writer *out)
 	       st.check_cache_hits);
 }
 
+static void render_eventbridge(struct cfx_bridge *b, struct cfx_writer *out)
+{
+	static const struct {
+		const char *name, *help;
+		size_t off;
+	} counters[] = {
+		{ "conflux_eventbridge_events_in_total", "Events stored in buses by ingress.",
+		  offsetof(struct cfx_bridge_stats, events_in) },
+		{ "conflux_eventbridge_routed_total",
+		  "Events the router matched against their bus's rules and acknowledged.",
+		  offsetof(struct cfx_bridge_stats, events_routed) },
+		{ "conflux_eventbridge_matches_total", "(event, rule) pairs that matched.",
+		  offsetof(struct cfx_bridge_stats, matches) },
+		{ "conflux_eventbridge_delivered_total",
+		  "Deliveries a target accepted (HTTP 2xx, or stored in a bus, topic or MQTT topic).",
+		  offsetof(struct cfx_bridge_stats, delivered) },
+		{ "conflux_eventbridge_retried_total",
+		  "Delivery attempts that failed and were scheduled again.",
+		  offsetof(struct cfx_bridge_stats, retried) },
+		{ "conflux_eventbridge_dead_lettered_total",
+		  "Deliveries sent to a target's dead-letter topic.",
+		  offsetof(struct cfx_bridge_stats, dead_lettered) },
+	};
+	struct cfx_bridge_stats st;
+
+	cfx_bridge_stats(b, &st);
+	for (size_t i = 0; i < CFX_ARRAY_LEN(counters); i++) {
+		uint64_t v;
+		memcpy(&v, (const char *)&st + counters[i].off, sizeof v);
+		family(out, counters[i].name, "counter", counters[i].help);
+		sample(out, counters[i].name, NULL, NULL, NULL, NULL, v);
+	}
+}
+
 void metrics_render(struct admin_service *svc, struct cfx_writer *out)
 {
 	struct cfx_broker *br = svc->o.br;
@@ -396,6 +432,8 @@ void metrics_render(struct admin_service *svc, struct cfx_writer *out)
 	render_messaging(br, out);
 	if (svc->o.auth)
 		render_auth(svc->o.auth, out);
+	if (svc->o.bridge)
+		render_eventbridge(svc->o.bridge, out);
 	for (uint32_t i = 0; i < svc->nmetrics; i++)
 		svc->metrics[i].fn(svc->metrics[i].arg, out);
 	names_free(&topics);

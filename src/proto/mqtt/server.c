@@ -19,6 +19,7 @@
 
 #include "base/clock.h"
 #include "base/log.h"
+#include "net/tls.h"
 #include "proto/mqtt/mqtt_int.h"
 
 #define TOPIC_ALIASES_MAX 64 /* what this broker accepts from a client (v5) */
@@ -781,6 +782,15 @@ static int connect_or_check(struct mconn *mc, const struct mqtt_connect *cn, con
 	if (!auth_on(svc))
 		return on_connect(mc, cn);
 	if (!cn->has_username) {
+		/* A client certificate (mutual TLS) whose common name is a user's name
+		 * signs the client in as that user: the certificate is the credential. */
+		const char *cert_user = cfx_tls_peer_cn(mc->c);
+		struct cfx_auth_user_info ui;
+		if (cert_user && *cert_user && cfx_auth_user_get(a, cert_user, &ui) == 0 &&
+		    ui.enabled) {
+			mc->id = mident_new(mc, cert_user, strlen(cert_user));
+			return on_connect(mc, cn);
+		}
 		if (!cfx_auth_anonymous_ok(a)) {
 			cfx_auth_note_failure(a, CFX_AUTH_MQTT, mc->c->peer, NULL,
 					      "no user name where one is required");

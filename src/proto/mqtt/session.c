@@ -90,8 +90,11 @@ struct mmsg *mmsg_of_view(const struct cfx_msg_view *v, uint32_t queue)
 	uint8_t qos = 0, retain = 0, has_format = 0, format = 0;
 	uint32_t nuser = 0;
 
+	int is_event = 0;
 	bytes = v->body.len;
 	while (cfx_msg_view_next_prop(v, &cursor, &p) == 1) {
+		if (prop_is(&p, "ce_specversion"))
+			is_event = 1;
 		bytes += p.name.len + p.value.len + sizeof(struct mqtt_user_prop);
 		if (prop_is(&p, MQTT_PROP_TOPIC))
 			topic = p.value;
@@ -112,6 +115,12 @@ struct mmsg *mmsg_of_view(const struct cfx_msg_view *v, uint32_t queue)
 			format = (uint8_t)(prop_u32(p.value) ? 1 : 0);
 		} else if (prop_is(&p, CFX_PROP_TTL_MS))
 			ttl = prop_u32(p.value);
+	}
+	if (is_event && !ct.len) { /* a CloudEvent: its content type is MQTT's own property */
+		cursor = 0;
+		while (cfx_msg_view_next_prop(v, &cursor, &p) == 1)
+			if (prop_is(&p, "content-type"))
+				ct = p.value;
 	}
 	if (!topic.len && !v->key_null && v->key.len) { /* sent by another protocol */
 		size_t n = 0;
@@ -144,6 +153,11 @@ struct mmsg *mmsg_of_view(const struct cfx_msg_view *v, uint32_t queue)
 			continue; /* the mapping's own properties */
 		if (!mqtt_utf8_is_valid(p.name.p, p.name.len) ||
 		    !mqtt_utf8_is_valid(p.value.p, p.value.len))
+			continue;
+		/* CloudEvents attributes are user properties by their own names (MQTT binding). */
+		if (is_event && p.name.len > 3 && !memcmp(p.name.p, "ce_", 3))
+			p.name = (struct cfx_view){ p.name.p + 3, p.name.len - 3 };
+		else if (is_event && prop_is(&p, "content-type"))
 			continue;
 		m->user[nuser].name = keep(&at, p.name);
 		m->user[nuser].value = keep(&at, p.value);

@@ -1,7 +1,8 @@
 /*
  * Unit tests for src/proto/http/http.c: the request codec on its own
- * (pipelining, requests split at every byte, the limits, malformed input),
- * response encoding, and the connection protocol on memory connections
+ * (pipelining, requests split at every byte, the limits, malformed input,
+ * the CloudEvents ce- fields and their limits), response encoding (extra
+ * header lines too), and the connection protocol on memory connections
  * (net/conn.h) with a small echo service: answers in order, 400 and close
  * after garbage, close after "Connection: close" and at shutdown.
  */
@@ -378,6 +379,191 @@ static void test_last_content_type_wins(void **state)
 }
 
 /* ------------------------------------------------------------------------
+ * CloudEvents ce-* header fields
+ * ------------------------------------------------------------------------ */
+
+static void assert_ce(const struct http_request *req, size_t i, const char *name,
+		      const char *value)
+{
+	assert_true(i < req->ce_headers_n);
+	assert_int_equal(req->ce_headers[i].name_len, strlen(name));
+	assert_memory_equal(req->ce_headers[i].name, name, strlen(name));
+	assert_int_equal(req->ce_headers[i].value_len, strlen(value));
+	assert_memory_equal(req->ce_headers[i].value, value, strlen(value));
+}
+
+static const char ce_request[] = "POST /v1/buses/default/events HTTP/1.1\r\n"
+				 "CE-SpecVersion: 1.0\r\n"
+				 "ce-id: 42\r\n"
+				 "X-Other: not kept\r\n"
+				 "Ce-Source: /orders%20eu\r\n"
+				 "Content-Type: text/plain\r\n"
+				 "ce-type: order.created\r\n"
+				 "ce-empty:\r\n"
+				 "Content-Length: 5\r\n\r\nhello"
+				 "GET /next HTTP/1.1\r\n\r\n";
+
+static void check_ce_request(struct http_codec *hc, int i)
+{
+	if (i == 1) {
+		assert_int_equal(hc->req.ce_headers_n, 0); /* nothing left of the first request */
+		assert_null(hc->req.ce_headers);
+		return;
+	}
+	assert_int_equal(hc->req.ce_headers_n, 5);
+	assert_ce(&hc->req, 0, "CE-SpecVersion", "1.0");
+	assert_ce(&hc->req, 1, "ce-id", "42");
+	assert_ce(&hc->req, 2, "Ce-Source", "/orders%20eu");
+	assert_ce(&hc->req, 3, "ce-type", "order.created");
+	assert_ce(&hc->req, 4, "ce-empty", "");
+	assert_view(hc->req.content_type, "text/plain");
+	assert_false(hc->req.content_type_cut);
+	assert_view(hc->req.body, "hello");
+}
+
+static void test_ce_headers_kept(void **state)
+{
+	size_t n = sizeof ce_request - 1, used;
+	(void)state;
+
+	/* At once, then cut at every byte (names and values arrive in pieces). */
+	for (size_t cut = 0; cut < n; cut++) {
+		struct http_codec hc;
+		const uint8_t *p = (const uint8_t *)ce_request;
+		size_t off = 0;
+		int seen = 0;
+
+		http_codec_init(&hc);
+		while (off < n) {
+			size_t end = cut && off < cut ? cut : n;
+			enum http_event ev = http_codec_feed(&hc, p + off, end - off, &used);
+			off += used;
+			if (ev == HTTP_EV_REQUEST) {
+				check_ce_request(&hc, seen++);
+				http_codec_next(&hc);
+			} else {
+				assert_int_equal(ev, HTTP_EV_MORE);
+			}
+		}
+		assert_int_equal(seen, 2);
+		http_codec_free(&hc);
+	}
+}
+
+/* A request with `n` ce- fields "ce-aNNN: " + `vlen` bytes each. */
+static char *ce_head(size_t n, size_t vlen)
+{
+	struct cfx_writer w;
+
+	cfx_writer_init(&w, 0);
+	cfx_write_bytes(&w, "GET / HTTP/1.1\r\n", 16);
+	for (size_t i = 0; i < n; i++) {
+		char name[32];
+		int nl = snprintf(name, sizeof name, "ce-a%03zu: ", i);
+		cfx_write_bytes(&w, name, (size_t)nl);
+		for (size_t j = 0; j < vlen; j++)
+			cfx_write_u8(&w, 'v');
+		cfx_write_bytes(&w, "\r\n", 2);
+	}
+	cfx_write_bytes(&w, "\r\n", 2);
+	cfx_write_u8(&w, 0);
+	return (char *)w.p;
+}
+
+static void test_ce_limits(void **state)
+{
+	struct http_codec hc;
+	size_t used;
+	char *s;
+	(void)state;
+
+	/* HTTP_CE_HEADERS_MAX fields: kept; one more: 431. */
+	s = ce_head(HTTP_CE_HEADERS_MAX, 1);
+	http_codec_init(&hc);
+	assert_int_equal(feed_str(&hc, s, &used), HTTP_EV_REQUEST);
+	assert_int_equal(hc.req.ce_headers_n, HTTP_CE_HEADERS_MAX);
+	assert_ce(&hc.req, HTTP_CE_HEADERS_MAX - 1, "ce-a063", "v");
+	http_codec_free(&hc);
+	free(s);
+	s = ce_head(HTTP_CE_HEADERS_MAX + 1, 1);
+	expect_error(s, 431);
+	free(s);
+
+	/* HTTP_CE_BYTES_MAX of names and values exactly: kept; one byte more: 431. */
+	size_t per = HTTP_CE_BYTES_MAX / 8 - 7; /* 8 fields of "ce-aNNN" (7) + value */
+	s = ce_head(8, per);
+	http_codec_init(&hc);
+	assert_int_equal(feed_str(&hc, s, &used), HTTP_EV_REQUEST);
+	assert_int_equal(hc.req.ce_headers_n, 8);
+	http_codec_free(&hc);
+	free(s);
+	s = ce_head(8, per);
+	char *last = strstr(s, "ce-a007: ") + 9;
+	size_t rest = strlen(last);
+	char *bigger = malloc(strlen(s) + 2);
+	memcpy(bigger, s, (size_t)(last - s));
+	bigger[last - s] = 'v';
+	memcpy(bigger + (last - s) + 1, last, rest + 1);
+	expect_error(bigger, 431);
+	free(bigger);
+	free(s);
+
+	/* A ce- name of HTTP_CE_NAME_BYTES_MAX: kept; longer: 431. Other long names are fine. */
+	char req[512], name[128];
+	memset(name, 'n', sizeof name);
+	memcpy(name, "ce-", 3);
+	snprintf(req, sizeof req, "GET / HTTP/1.1\r\n%.*s: 1\r\n\r\n", (int)HTTP_CE_NAME_BYTES_MAX,
+		 name);
+	http_codec_init(&hc);
+	assert_int_equal(feed_str(&hc, req, &used), HTTP_EV_REQUEST);
+	assert_int_equal(hc.req.ce_headers_n, 1);
+	assert_int_equal(hc.req.ce_headers[0].name_len, HTTP_CE_NAME_BYTES_MAX);
+	http_codec_free(&hc);
+	snprintf(req, sizeof req, "GET / HTTP/1.1\r\n%.*s: 1\r\n\r\n",
+		 (int)HTTP_CE_NAME_BYTES_MAX + 1, name);
+	expect_error(req, 431);
+	memcpy(name, "x-e", 3);
+	snprintf(req, sizeof req, "GET / HTTP/1.1\r\n%.*s: 1\r\n\r\n", 120, name);
+	http_codec_init(&hc);
+	assert_int_equal(feed_str(&hc, req, &used), HTTP_EV_REQUEST);
+	assert_int_equal(hc.req.ce_headers_n, 0);
+	http_codec_free(&hc);
+
+	/* "cex-" and "c" are not ce- fields; "ce-" alone is (the event codec refuses it). */
+	http_codec_init(&hc);
+	assert_int_equal(feed_str(&hc, "GET / HTTP/1.1\r\ncex-a: 1\r\nc: 2\r\nce-: 3\r\n\r\n", &used),
+			 HTTP_EV_REQUEST);
+	assert_int_equal(hc.req.ce_headers_n, 1);
+	assert_ce(&hc.req, 0, "ce-", "3");
+	http_codec_free(&hc);
+}
+
+static void test_content_type_cut(void **state)
+{
+	char req[512], ct[HTTP_CTYPE_BYTES_MAX + 2];
+	struct http_codec hc;
+	size_t used;
+	(void)state;
+
+	memset(ct, 'a', sizeof ct - 1);
+	ct[sizeof ct - 1] = '\0';
+	memcpy(ct, "text/", 5);
+	snprintf(req, sizeof req, "GET / HTTP/1.1\r\nContent-Type: %s\r\n\r\n", ct);
+	http_codec_init(&hc);
+	assert_int_equal(feed_str(&hc, req, &used), HTTP_EV_REQUEST);
+	assert_int_equal(hc.req.content_type.len, HTTP_CTYPE_BYTES_MAX);
+	assert_true(hc.req.content_type_cut);
+	http_codec_next(&hc);
+	/* The last Content-Type counts, and so does its length. */
+	snprintf(req, sizeof req, "GET / HTTP/1.1\r\nContent-Type: %s\r\nContent-Type: a/b\r\n\r\n",
+		 ct);
+	assert_int_equal(feed_str(&hc, req, &used), HTTP_EV_REQUEST);
+	assert_view(hc.req.content_type, "a/b");
+	assert_false(hc.req.content_type_cut);
+	http_codec_free(&hc);
+}
+
+/* ------------------------------------------------------------------------
  * Responses
  * ------------------------------------------------------------------------ */
 
@@ -438,6 +624,69 @@ static void test_response_encode(void **state)
 	s = encoded(&resp, 1, 0);
 	assert_non_null(strstr(s, "\"error\":\"bad_request\""));
 	free(s);
+	http_response_free(&resp);
+}
+
+static void test_response_extra_headers(void **state)
+{
+	struct http_response resp;
+	char *s, big[HTTP_RESP_CTYPE_BYTES_MAX + 1];
+	(void)state;
+
+	http_response_init(&resp);
+	resp.status = 200;
+	assert_int_equal(http_response_content_type(&resp, "text/plain; charset=utf-8", 25), 0);
+	assert_int_equal(http_response_header(&resp, "ce-id", 5, "42", 2), 0);
+	assert_int_equal(http_response_header(&resp, "ce-source", 9, "/a%20b", 6), 0);
+	/* Nothing that could split the head or break the field syntax. */
+	assert_int_equal(http_response_header(&resp, "ce-x", 4, "a\r\nX: y", 7), -1);
+	assert_int_equal(http_response_header(&resp, "ce x", 4, "a", 1), -1);
+	assert_int_equal(http_response_header(&resp, "ce:x", 4, "a", 1), -1);
+	assert_int_equal(http_response_header(&resp, "", 0, "a", 1), -1);
+	assert_int_equal(http_response_header(&resp, "ce-y", 4, "\xc3\xa9", 2), -1);
+	assert_int_equal(http_response_content_type(&resp, "a/b\r\n", 5), -1);
+	memset(big, 'a', sizeof big);
+	assert_int_equal(http_response_content_type(&resp, big, sizeof big), -1);
+	cfx_write_bytes(&resp.body, "hi", 2);
+	s = encoded(&resp, 1, 0);
+	assert_string_equal(s, "HTTP/1.1 200 OK\r\nContent-Type: text/plain; charset=utf-8\r\n"
+			       "ce-id: 42\r\nce-source: /a%20b\r\nContent-Length: 2\r\n"
+			       "Cache-Control: no-store\r\n\r\nhi");
+	free(s);
+	/* A JSON body replaces the type, not the extra lines. */
+	http_response_json(&resp, 200, json_pack("{s:i}", "a", 1));
+	s = encoded(&resp, 1, 0);
+	assert_non_null(strstr(s, "Content-Type: application/json\r\nce-id: 42\r\n"));
+	free(s);
+	http_response_free(&resp);
+
+	/* The limits: lines, then bytes. */
+	http_response_init(&resp);
+	for (uint32_t i = 0; i < HTTP_RESP_HEADERS_MAX; i++)
+		assert_int_equal(http_response_header(&resp, "ce-a", 4, "v", 1), 0);
+	assert_int_equal(http_response_header(&resp, "ce-a", 4, "v", 1), -1);
+	http_response_free(&resp);
+	http_response_init(&resp);
+	char *v = malloc(HTTP_RESP_HEADER_BYTES_MAX);
+	memset(v, 'v', HTTP_RESP_HEADER_BYTES_MAX);
+	assert_int_equal(http_response_header(&resp, "a", 1, v, HTTP_RESP_HEADER_BYTES_MAX - 5), 0);
+	assert_int_equal(http_response_header(&resp, "b", 1, v, 0), -1);
+	free(v);
+	http_response_free(&resp);
+}
+
+/* A request deferred once (a password being checked) may be deferred again by its route. */
+static void test_response_reuse_later(void **state)
+{
+	struct http_response resp;
+	struct http_later *ticket = (struct http_later *)&resp; /* only compared */
+	(void)state;
+
+	http_response_init(&resp);
+	assert_null(http_response_defer(&resp)); /* not on a connection */
+	http_response_reuse_later(&resp, ticket);
+	assert_ptr_equal(http_response_defer(&resp), ticket);
+	assert_true(resp.deferred);
 	http_response_free(&resp);
 }
 
@@ -807,8 +1056,13 @@ int main(void)
 		cmocka_unit_test(test_keep_alive_rules),
 		cmocka_unit_test(test_expect_continue),
 		cmocka_unit_test(test_last_content_type_wins),
+		cmocka_unit_test(test_ce_headers_kept),
+		cmocka_unit_test(test_ce_limits),
+		cmocka_unit_test(test_content_type_cut),
 		cmocka_unit_test(test_status_token),
 		cmocka_unit_test(test_response_encode),
+		cmocka_unit_test(test_response_extra_headers),
+		cmocka_unit_test(test_response_reuse_later),
 		cmocka_unit_test_setup_teardown(test_conn_pipelined_in_order, conn_setup,
 						conn_teardown),
 		cmocka_unit_test_setup_teardown(test_conn_split_reads, conn_setup, conn_teardown),
