@@ -215,6 +215,14 @@ static void conn_free(void *arg)
 	}
 	cfx_timer_stop(c->loop, &c->idle_timer);
 	cfx_io_stop(c->loop, &c->io);
+	/* Input the protocol never read makes close() send a reset, which can
+	 * destroy the last answer before the peer reads it (a refused request
+	 * followed by more bytes): read what has arrived, then close. */
+	for (int i = 0; i < 16; i++) {
+		char sink[4096];
+		if (recv(c->io.fd, sink, sizeof sink, MSG_DONTWAIT) <= 0)
+			break;
+	}
 	close(c->io.fd);
 	c->ops->free(c);
 	while (c->out_head) {

@@ -92,38 +92,39 @@ void mqtt_will_send(struct mqtt_service *svc, struct mwill *w, const char *clien
 struct mconn;
 
 struct msession {
+	/* Fields are ordered by size: a broker holds one per client. */
 	struct msession *next; /* hash chain */
 	struct mqtt_service *svc;
 	pthread_mutex_t mu;
-	atomic_uint refs;
 	char *client_id;
-	int persistent;		/* survives its connection (a light queue) */
-	uint32_t expiry_s;	/* after the connection ends */
 	int64_t gone_ms;	/* monotonic time it went offline; 0 while online */
-	int ended;		/* removed from the table */
-	int version;
 	struct mconn *conn;	/* online: its connection, valid on `loop` */
 	struct cfx_loop *loop;
 	struct cfx_conn_handle *h; /* that connection's handle, counted on its loop */
-	int pump_posted;
-	uint16_t recv_max;	/* the client's receive maximum */
-	uint32_t max_packet;	/* the client's maximum packet size; 0 = none */
 	struct msub *subs;
-	uint32_t nsubs, capsubs;
-	uint32_t lq;		/* persistent: its light queue */
 	uint64_t lq_next;	/* next entry not sent yet */
 	struct outmsg *outq;	/* ring */
-	uint32_t out_head, out_n, out_cap;
 	struct inflight *infl;
-	uint32_t ninfl, capinfl;
-	uint16_t next_pid;
 	uint16_t *qos2_in;	/* inbound QoS 2 packet ids until PUBREL */
-	uint32_t nqos2, capqos2;
 	uint64_t dropped;
 	struct mwill *will;	/* a delayed will waiting to be sent */
 	/* the fan-out thread's own: the message it last added this session for */
 	uint64_t fo_serial;
+	atomic_uint refs;
+	uint32_t expiry_s;	/* after the connection ends */
+	uint32_t max_packet;	/* the client's maximum packet size; 0 = none */
+	uint32_t nsubs, capsubs;
+	uint32_t lq;		/* persistent: its light queue */
+	uint32_t out_head, out_n, out_cap;
+	uint32_t ninfl, capinfl;
+	uint32_t nqos2, capqos2;
 	uint32_t fo_idx;
+	uint16_t recv_max;	/* the client's receive maximum */
+	uint16_t next_pid;
+	uint8_t persistent;	/* survives its connection (a light queue) */
+	uint8_t ended;		/* removed from the table */
+	uint8_t version;
+	uint8_t pump_posted;
 };
 
 struct mqtt_service {

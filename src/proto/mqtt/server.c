@@ -47,12 +47,11 @@ struct pub_slot {
 struct mconn {
 	struct mqtt_service *svc;
 	struct cfx_conn *c;
-	struct cfx_writer in;
-	struct cfx_writer out; /* scratch for one packet */
+	struct cfx_writer in;  /* a packet split across reads (allocated then) */
 	struct msession *s;
-	int version;
-	int connected;
-	int graceful;	       /* DISCONNECT without will */
+	uint8_t version;
+	uint8_t connected;
+	uint8_t graceful;      /* DISCONNECT without will */
 	uint16_t keep_alive_s;
 	int64_t last_rx_ms;
 	struct cfx_timer ka_timer;
@@ -63,15 +62,16 @@ struct mconn {
 	uint16_t out_alias_max, out_alias_next;
 	struct mwill *will; /* sent if the connection ends badly */
 	struct mident *id;  /* who signed in, once users exist; NULL = anonymous */
-	uint8_t *held_connect; /* a CONNECT waiting for its password check */
-	uint32_t held_len;
-	int authing;	    /* held_connect is set: input is held until the check is done */
 };
 
-/* Who a connection signed in as (only allocated once users exist). */
+/* Who a connection signed in as (only allocated once users exist: idle
+ * connections of a broker without users carry one pointer for it). */
 struct mident {
 	struct cfx_auth_peer peer;
-	char user[]; /* "" = anonymous */
+	uint8_t *held_connect; /* a CONNECT waiting for its password check */
+	uint32_t held_len;
+	int authing;	       /* held_connect is set: input is held until the check is done */
+	char user[];	       /* "" = anonymous */
 };
 
 #define AUTH_HELD_BYTES_MAX (64u << 10) /* input held while a password is checked */
@@ -224,10 +224,50 @@ void mqtt_service_free(struct mqtt_service *svc)
  * Sending
  * ------------------------------------------------------------------------ */
 
+/*
+ * Packets are encoded into one scratch buffer per network thread, then
+ * copied into the connection's output queue at once (send_packet): an idle
+ * connection owns no encoding buffer. Every encode is followed by its
+ * send_packet (or a reset) before anything else can encode on the thread.
+ */
+static pthread_key_t out_key;
+static pthread_once_t out_once = PTHREAD_ONCE_INIT;
+
+static void out_free(void *p)
+{
+	cfx_writer_free(p);
+	cfx_free(p);
+}
+
+static void out_key_init(void)
+{
+	pthread_key_create(&out_key, out_free);
+}
+
+static struct cfx_writer *outw(void)
+{
+	struct cfx_writer *w;
+
+	pthread_once(&out_once, out_key_init);
+	w = pthread_getspecific(out_key);
+	if (!w) {
+		w = cfx_malloc(sizeof *w);
+		cfx_writer_init(w, 4096);
+		pthread_setspecific(out_key, w);
+	}
+	return w;
+}
+
 static void send_packet(struct mconn *mc)
 {
-	cfx_conn_write(mc->c, mc->out.p, mc->out.len);
-	cfx_writer_reset(&mc->out);
+	struct cfx_writer *w = outw();
+
+	cfx_conn_write(mc->c, w->p, w->len);
+	cfx_writer_reset(w);
+	if (w->cap > (256u << 10)) { /* a large packet passed: give the memory back */
+		cfx_writer_free(w);
+		cfx_writer_init(w, 4096);
+	}
 }
 
 int mqtt_conn_can_send(struct mconn *mc)
@@ -303,9 +343,9 @@ int mqtt_conn_send_publish(struct mconn *mc, const struct outmsg *o, uint16_t pi
 			p->user_props = m->user;
 		}
 	}
-	mqtt_encode_publish(&mc->out, mc->version, &pub);
-	if (mc->s && mc->s->max_packet && mc->out.len > mc->s->max_packet) {
-		cfx_writer_reset(&mc->out); /* larger than the client takes: not sent (MQTT 3.1.2-24) */
+	mqtt_encode_publish(outw(), mc->version, &pub);
+	if (mc->s && mc->s->max_packet && outw()->len > mc->s->max_packet) {
+		cfx_writer_reset(outw()); /* larger than the client takes: not sent (MQTT 3.1.2-24) */
 		if (new_alias) { /* the client never learnt it */
 			cfx_free(mc->out_aliases[new_alias]);
 			mc->out_aliases[new_alias] = NULL;
@@ -319,7 +359,7 @@ int mqtt_conn_send_publish(struct mconn *mc, const struct outmsg *o, uint16_t pi
 static void send_ack(struct mconn *mc, int type, uint16_t pid, int reason)
 {
 	struct mqtt_ack ack = { .packet_id = pid, .reason = (uint8_t)reason };
-	mqtt_encode_ack(&mc->out, mc->version, type, &ack);
+	mqtt_encode_ack(outw(), mc->version, type, &ack);
 	send_packet(mc);
 }
 
@@ -333,7 +373,7 @@ static void send_disconnect(struct mconn *mc, int reason)
 	if (mc->version != MQTT_V5 || !mc->connected)
 		return;
 	struct mqtt_disconnect d = { .reason = (uint8_t)reason };
-	mqtt_encode_disconnect(&mc->out, mc->version, MQTT_DISCONNECT, &d);
+	mqtt_encode_disconnect(outw(), mc->version, MQTT_DISCONNECT, &d);
 	send_packet(mc);
 }
 
@@ -655,7 +695,7 @@ static void connack(struct mconn *mc, int reason, int present, const struct mqtt
 
 	if (props)
 		ca.props = *props;
-	mqtt_encode_connack(&mc->out, mc->version, &ca);
+	mqtt_encode_connack(outw(), mc->version, &ca);
 	send_packet(mc);
 }
 
@@ -670,7 +710,7 @@ static bool auth_on(const struct mqtt_service *svc)
 
 static struct mident *mident_new(struct mconn *mc, const char *user, size_t len)
 {
-	struct mident *id = cfx_malloc(sizeof *id + len + 1);
+	struct mident *id = cfx_calloc(1, sizeof *id + len + 1);
 
 	cfx_auth_peer_parse(mc->c->peer, &id->peer);
 	memcpy(id->user, user, len);
@@ -735,10 +775,11 @@ static void auth_done_task(void *arg)
 	struct mqtt_err err = { 0 };
 
 	cfx_conn_handle_put(w->h);
-	if (mc && mc->authing && !c->closing) {
-		mc->authing = 0;
+	if (mc && mc->id && mc->id->authing && !c->closing) {
+		mc->id->authing = 0;
 		/* Decoded before: it decodes again. */
-		int rc = mqtt_decode(mc->held_connect, mc->held_len, 0, MQTT_FROM_CLIENT, &pkt, &err);
+		int rc = mqtt_decode(mc->id->held_connect, mc->id->held_len, 0, MQTT_FROM_CLIENT, &pkt,
+				     &err);
 		CFX_ASSERT(rc == 0 && pkt.type == MQTT_CONNECT);
 		mc->version = pkt.connect.version;
 		if (w->rc) {
@@ -750,8 +791,10 @@ static void auth_done_task(void *arg)
 			static const uint8_t none;
 			process_input(mc, &none, 0);
 		}
-		cfx_free(mc->held_connect);
-		mc->held_connect = NULL;
+		if (mc->id) {
+			cfx_free(mc->id->held_connect);
+			mc->id->held_connect = NULL;
+		}
 	}
 	cfx_free(w);
 }
@@ -811,10 +854,10 @@ static int connect_or_check(struct mconn *mc, const struct mqtt_connect *cn, con
 	rc = cfx_auth_password_check(a, (const char *)cn->username.p, cn->username.len,
 				     (const char *)cn->password.p, cn->password.len, auth_done, w);
 	if (rc == CFX_AGAIN) {
-		mc->authing = 1;
-		mc->held_connect = cfx_malloc(n);
-		memcpy(mc->held_connect, p, n);
-		mc->held_len = (uint32_t)n;
+		mc->id->authing = 1;
+		mc->id->held_connect = cfx_malloc(n);
+		memcpy(mc->id->held_connect, p, n);
+		mc->id->held_len = (uint32_t)n;
 		return 1;
 	}
 	cfx_conn_handle_put(w->h);
@@ -1005,7 +1048,7 @@ static int on_subscribe(struct mconn *mc, const struct mqtt_subscribe *sub)
 	}
 	struct mqtt_suback sa = { .packet_id = sub->packet_id,
 				  .reasons = { reasons, n } };
-	mqtt_encode_suback(&mc->out, mc->version, MQTT_SUBACK, &sa);
+	mqtt_encode_suback(outw(), mc->version, MQTT_SUBACK, &sa);
 	send_packet(mc);
 	/* Retained messages, after the SUBACK (MQTT 3.3.1-9 / retain handling). */
 	for (uint32_t i = 0; i < n; i++) {
@@ -1034,7 +1077,7 @@ static int on_unsubscribe(struct mconn *mc, const struct mqtt_subscribe *un)
 		reasons[n++] = found ? 0 : MQTT_RC_NO_SUBSCRIPTION_EXISTED;
 	}
 	struct mqtt_suback ua = { .packet_id = un->packet_id, .reasons = { reasons, n } };
-	mqtt_encode_suback(&mc->out, mc->version, MQTT_UNSUBACK, &ua);
+	mqtt_encode_suback(outw(), mc->version, MQTT_UNSUBACK, &ua);
 	send_packet(mc);
 	return 0;
 }
@@ -1094,7 +1137,7 @@ static int handle_packet(struct mconn *mc, const uint8_t *p, size_t n)
 	case MQTT_UNSUBSCRIBE:
 		return on_unsubscribe(mc, &pkt.unsubscribe);
 	case MQTT_PINGREQ:
-		mqtt_encode_ping(&mc->out, MQTT_PINGRESP);
+		mqtt_encode_ping(outw(), MQTT_PINGRESP);
 		send_packet(mc);
 		return 0;
 	case MQTT_DISCONNECT:
@@ -1129,8 +1172,7 @@ static int on_open(struct cfx_conn *c)
 	mc->c = c;
 	mc->last_rx_ms = cfx_loop_now_ms(c->loop);
 	/* Idle connections stay small: `in` holds only a packet split across
-	 * reads (allocated then), `out` starts small and grows on demand. */
-	cfx_writer_init(&mc->out, 64);
+	 * reads (allocated then); packets are encoded in a per-thread buffer. */
 	c->proto_data = mc;
 	return 0;
 }
@@ -1140,7 +1182,7 @@ static int on_read(struct cfx_conn *c, const uint8_t *p, size_t n)
 	struct mconn *mc = c->proto_data;
 
 	mc->last_rx_ms = cfx_loop_now_ms(c->loop);
-	if (mc->authing) { /* held until the password check is done */
+	if (mc->id && mc->id->authing) { /* held until the password check is done */
 		if (mc->in.len + n > AUTH_HELD_BYTES_MAX) {
 			cfx_conn_close(c, "too much input while signing in");
 			return -1;
@@ -1256,10 +1298,10 @@ static void on_close(struct cfx_conn *c)
 	cfx_free(mc->aliases);
 	cfx_free(mc->out_aliases);
 	mqtt_will_free(mc->will);
+	if (mc->id)
+		cfx_free(mc->id->held_connect);
 	cfx_free(mc->id);
-	cfx_free(mc->held_connect);
 	cfx_writer_free(&mc->in);
-	cfx_writer_free(&mc->out);
 	cfx_free(mc);
 	c->proto_data = NULL;
 }
