@@ -156,6 +156,36 @@ grep -q '^conflux_mqtt_published_total [1-9]' "$T/metrics.out" || fail "no publi
 grep -q '^conflux_mqtt_delivered_total [1-9]' "$T/metrics.out" || fail "no delivered count"
 grep -q '^conflux_light_queues [1-9]' "$T/metrics.out" || fail "no light queues"
 
+# CloudEvents to an EventBridge bus over MQTT ("$bus/<bus>"): MQTT 5 binary
+# mode (user properties, Content Type) and structured mode (3.1.1); read back
+# over the bus's HTTP pull. Invalid events and unknown buses are refused.
+P=${MQTT##*:}
+pull="http://$HTTP/v1/buses/default/events?group=mqtt-it&max=10"
+curl -s -o /dev/null "$pull" # the group starts at the end of the bus
+mosquitto_pub -p "$P" -V 5 -t '$bus/default' -q 1 -D publish user-property specversion 1.0 \
+	-D publish user-property id m1 -D publish user-property source /mqtt \
+	-D publish user-property type t.mqtt -D publish content-type application/json \
+	-m '{"a":1}' || fail "binary event"
+mosquitto_pub -p "$P" -V 311 -t '$bus/default' -q 1 \
+	-m '{"specversion":"1.0","id":"m2","source":"/mqtt","type":"t.s","data":{"b":2}}' ||
+	fail "structured event"
+mosquitto_pub -p "$P" -V 5 -t '$bus/default' -q 1 -m '{"not":"an event"}' -d 2>&1 |
+	grep -q "RC:153" || fail "an invalid event was not refused with 0x99"
+mosquitto_pub -p "$P" -V 5 -t '$bus/nobus' -q 1 -m '{}' -d 2>&1 | grep -q "RC:144" ||
+	fail "an unknown bus was not refused with 0x90"
+# One event comes back in binary mode (ce- headers), several as a batch.
+got=
+for i in $(seq 50); do
+	got="$got$(curl -s -i "$pull")"
+	case $got in *m1*m2* | *m2*m1*) break ;; esac
+	sleep 0.1
+done
+case $got in *'"id":"m1"'* | *'ce-id: m1'*) ;; *) fail "binary event not on the bus: $got" ;; esac
+case $got in *'"id":"m2"'* | *'ce-id: m2'*) ;; *) fail "structured event not on the bus: $got" ;; esac
+case $got in *'{"a":1}'*) ;; *) fail "binary event data: $got" ;; esac
+case $got in *'{"b":2}'*) ;; *) fail "structured event data: $got" ;; esac
+case $got in *'"not"'*) fail "an invalid event was stored: $got" ;; esac
+
 kill -TERM $PID && wait $PID || fail "confluxd did not exit cleanly"
 PID=
 echo "08-mqtt: OK"

@@ -19,6 +19,8 @@
 
 #include "base/clock.h"
 #include "base/log.h"
+#include "events/cloudevent.h"
+#include "store/format.h"
 #include "net/tls.h"
 #include "proto/mqtt/mqtt_int.h"
 
@@ -41,6 +43,7 @@ struct pub_slot {
 	uint32_t queue;
 	uint64_t offset;
 	int stored;		  /* queue and offset are known */
+	int no_wait;		  /* not in the MQTT topic: acknowledged once stored */
 	struct cfx_timer timer;	  /* waiting for it to be readable */
 };
 
@@ -429,7 +432,7 @@ static void slot_done_task(void *arg)
 		cfx_free(sl);
 		return;
 	}
-	if (sl->stored && !sl->err && sl->ack_type) {
+	if (sl->stored && !sl->err && sl->ack_type && !sl->no_wait) {
 		uint64_t start, end;
 		cfx_store_queue_bounds(sl->svc->st, CFX_VIEW_STR(sl->svc->topic), sl->queue, &start,
 				       &end);
@@ -559,6 +562,150 @@ static int publish(struct mconn *mc, struct cfx_view topic, struct cfx_view payl
 		sl->done = 1;
 		slots_flush(mc);
 	}
+	return 0;
+}
+
+/* ------------------------------------------------------------------------
+ * CloudEvents to an EventBridge bus: PUBLISH to "$bus/<bus>"
+ *
+ * The MQTT binding of CloudEvents: MQTT 5 binary mode (attributes as user
+ * properties, datacontenttype as the Content Type property, data as the
+ * payload) when a user property "specversion" is present, else the
+ * structured mode (the payload is the event in JSON). The event is stored
+ * in the bus's topic as every bus event is (ce_* properties; see
+ * docs/eventbridge.md). Invalid events are refused with 0x99 (MQTT 5) and
+ * stored nowhere.
+ * ------------------------------------------------------------------------ */
+
+#define BUS_PREFIX "$bus/"
+
+static bool mqtt_allowed(struct mconn *mc, struct cfx_view topic, unsigned action, size_t fixed);
+#define BUS_EVENT_PROPS_MAX 80
+
+struct ev_props {
+	struct cfx_prop v[BUS_EVENT_PROPS_MAX];
+	uint32_t n;
+	char *bytes;
+	size_t used, cap;
+	size_t off[BUS_EVENT_PROPS_MAX][4];
+};
+
+static int ev_emit(void *ctx, const char *name, size_t nlen, const char *value, size_t vlen)
+{
+	struct ev_props *ep = ctx;
+
+	if (ep->n == BUS_EVENT_PROPS_MAX)
+		return -1;
+	if (ep->used + nlen + vlen > ep->cap) {
+		ep->cap = CFX_MAX(2 * ep->cap, ep->used + nlen + vlen + 256);
+		ep->bytes = cfx_realloc(ep->bytes, ep->cap);
+	}
+	ep->off[ep->n][0] = ep->used;
+	ep->off[ep->n][1] = nlen;
+	memcpy(ep->bytes + ep->used, name, nlen);
+	ep->used += nlen;
+	ep->off[ep->n][2] = ep->used;
+	ep->off[ep->n][3] = vlen;
+	if (vlen)
+		memcpy(ep->bytes + ep->used, value, vlen);
+	ep->used += vlen;
+	ep->n++;
+	return 0;
+}
+
+static int publish_event(struct mconn *mc, struct cfx_view topic, const struct mqtt_publish *pub)
+{
+	struct mqtt_service *svc = mc->svc;
+	struct cfx_view bus = { topic.p + strlen(BUS_PREFIX), topic.len - strlen(BUS_PREFIX) };
+	int ack_type = pub->qos == 1 ? MQTT_PUBACK : pub->qos == 2 ? MQTT_PUBREC : 0;
+	struct cfx_ce_header h[BUS_EVENT_PROPS_MAX];
+	struct cfx_ce_limits lim;
+	struct cfx_topic_info ti;
+	struct ev_props ep = { 0 };
+	struct cfx_ce ce;
+	char err[256];
+	size_t nh = 0;
+	int binary = 0, rc, reason = 0;
+
+	if (!bus.len || memchr(bus.p, '/', bus.len) || !cfx_topic_name_is_valid(bus) ||
+	    cfx_broker_topic_get(svc->br, bus, 0, &ti)) {
+		reason = MQTT_RC_TOPIC_NAME_INVALID;
+		snprintf(err, sizeof err, "no bus %.*s", (int)CFX_MIN(bus.len, 100), bus.p);
+		goto refuse;
+	}
+	if (!mqtt_allowed(mc, bus, CFX_AUTH_PUB, 0)) {
+		reason = MQTT_RC_NOT_AUTHORIZED;
+		snprintf(err, sizeof err, "not authorized");
+		goto refuse;
+	}
+	if (mc->version == MQTT_V5) {
+		struct mqtt_prop_iter it;
+		struct mqtt_user_prop up;
+		mqtt_prop_iter_init(&it, &pub->props);
+		while (nh < BUS_EVENT_PROPS_MAX && mqtt_props_next_user(&it, &up)) {
+			h[nh++] = (struct cfx_ce_header){ (const char *)up.name.p, up.name.len,
+							  (const char *)up.value.p, up.value.len };
+			binary |= up.name.len == 11 && !memcmp(up.name.p, "specversion", 11);
+		}
+	}
+	cfx_ce_limits_default(&lim);
+	if (binary) {
+		const struct cfx_view *ct = (pub->props.present & MQTT_PROP_BIT(CONTENT_TYPE))
+						    ? &pub->props.content_type
+						    : NULL;
+		rc = cfx_ce_from_props(CFX_CE_BINDING_MQTT, h, nh, ct ? (const char *)ct->p : NULL,
+				       ct ? ct->len : 0, pub->payload.p, pub->payload.len,
+				       pub->payload.len > 0, &lim, &ce, err, sizeof err);
+	} else {
+		rc = cfx_ce_parse_structured(pub->payload.p, pub->payload.len, &lim, &ce, err,
+					     sizeof err);
+	}
+	if (rc) {
+		reason = MQTT_RC_PAYLOAD_FORMAT_INVALID;
+		goto refuse;
+	}
+	if (cfx_ce_emit_attrs(&ce, CFX_CE_BINDING_KAFKA, ev_emit, &ep) == 0) {
+		const char *ct = cfx_ce_binary_content_type(&ce);
+		if (ct)
+			ev_emit(&ep, "content-type", 12, ct, strlen(ct));
+	}
+	for (uint32_t i = 0; i < ep.n; i++)
+		ep.v[i] = (struct cfx_prop){ { (const uint8_t *)ep.bytes + ep.off[i][0], ep.off[i][1] },
+					     { (const uint8_t *)ep.bytes + ep.off[i][2], ep.off[i][3] } };
+	struct cfx_send_msg sm = {
+		.m = { .key_null = 1, .body = { ce.data, ce.data_len }, .body_null = !ce.has_data,
+		       .born_ms = cfx_clock_wall_ms(), .props = ep.v, .prop_count = ep.n },
+		.type = CFX_MSG_NORMAL,
+	};
+	struct pub_slot *sl = cfx_calloc(1, sizeof *sl);
+	sl->mc = mc;
+	sl->svc = svc;
+	sl->loop = mc->c->loop;
+	sl->ack_type = (uint8_t)ack_type;
+	sl->pid = pub->packet_id;
+	sl->no_wait = 1;
+	if (mc->tail)
+		mc->tail->next = sl;
+	else
+		mc->head = sl;
+	mc->tail = sl;
+	mc->pending++;
+	rc = cfx_broker_send(svc->br, bus, &sm, 1, pub->qos ? svc->o.durability : CFX_DURABILITY_ASYNC,
+			     appended, sl);
+	if (rc) {
+		sl->err = rc;
+		sl->done = 1;
+		slots_flush(mc);
+	}
+	cfx_free(ep.bytes);
+	cfx_ce_free(&ce);
+	return 0;
+refuse:
+	cfx_log_ratelimited(CFX_LOG_INFO, "mqtt: %s: an event for %.*s refused: %s", mc->c->peer,
+			    (int)CFX_MIN(topic.len, 200), topic.p, err);
+	/* 3.1.1 has no negative acknowledgement: acknowledged and dropped. */
+	if (ack_type)
+		send_ack(mc, ack_type, pub->packet_id, mc->version == MQTT_V5 ? reason : 0);
 	return 0;
 }
 
@@ -978,6 +1125,9 @@ static int on_publish(struct mconn *mc, struct mqtt_publish *pub)
 			return -1;
 		}
 	}
+	if (topic.len > strlen(BUS_PREFIX) && !memcmp(topic.p, BUS_PREFIX, strlen(BUS_PREFIX)) &&
+	    mqtt_topic_is_valid(topic))
+		return publish_event(mc, topic, pub);
 	if (!topic.len || !mqtt_topic_is_valid(topic) ||
 	    (topic.len > 0 && topic.p[0] == '$')) { /* $-topics are the broker's */
 		mqtt_conn_kick(mc, MQTT_RC_TOPIC_NAME_INVALID);
