@@ -71,7 +71,8 @@ json_t *cfx_bridge_rule_list(struct cfx_bridge *b, const char *bus);
 
 /*
  * Target: {"name", "type": "http"|"bus"|"topic"|"mqtt", then by type:
- *   http:  "url" ("http://host[:port]/path"), "mode"? ("binary"|"structured"),
+ *   http:  "url" ("http[s]://host[:port]/path"), "ca_file"? (https: PEM CAs to trust
+ *          instead of the system's), "mode"? ("binary"|"structured"),
  *          "headers"? {name: value}, "auth"? {"type": "basic", "user", "password"} |
  *          {"type": "api_key", "header", "value"}, "timeout_ms"?
  *   bus:   "bus"; topic: "topic"; mqtt: "mqtt_topic"

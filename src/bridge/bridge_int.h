@@ -76,6 +76,7 @@ struct target {
 	/* http */
 	char host[256];
 	int port;
+	struct ssl_ctx_st *ssl_ctx;	/* https: the client TLS context; NULL = http */
 	char path[2048];
 	int structured;
 	char *extra_headers;		/* "Name: value\r\n"..., with the auth header */

@@ -23,6 +23,10 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <arpa/inet.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+
 #include "base/clock.h"
 #include "base/err.h"
 #include "base/log.h"
@@ -102,8 +106,39 @@ static int dial(const struct target *t, int64_t deadline, char *err)
 	return fd;
 }
 
-static int send_all(int fd, const char *p, size_t n, int64_t deadline)
+/* One delivery's connection: a socket, and TLS above it for https targets. */
+struct wconn {
+	int fd;
+	SSL *ssl;
+};
+
+/* Waits for what TLS wants (WANT_READ / WANT_WRITE) before the deadline. */
+static int tls_wait(struct wconn *wc, int r, int64_t deadline)
 {
+	int e = SSL_get_error(wc->ssl, r);
+
+	if (e == SSL_ERROR_WANT_READ)
+		return wait_fd(wc->fd, POLLIN, deadline);
+	if (e == SSL_ERROR_WANT_WRITE)
+		return wait_fd(wc->fd, POLLOUT, deadline);
+	return e == SSL_ERROR_ZERO_RETURN ? -ECONNRESET : -EPROTO;
+}
+
+static int send_all(struct wconn *wc, const char *p, size_t n, int64_t deadline)
+{
+	int fd = wc->fd;
+
+	while (n && wc->ssl) {
+		int w = SSL_write(wc->ssl, p, (int)CFX_MIN(n, (size_t)INT32_MAX));
+		if (w > 0) {
+			p += w;
+			n -= (size_t)w;
+			continue;
+		}
+		int rc = tls_wait(wc, w, deadline);
+		if (rc)
+			return rc;
+	}
 	while (n) {
 		ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
 		if (w > 0) {
@@ -123,13 +158,26 @@ static int send_all(int fd, const char *p, size_t n, int64_t deadline)
 }
 
 /* Reads until the status line is complete; returns the status code or -errno. */
-static int read_status(int fd, int64_t deadline)
+static int read_status(struct wconn *wc, int64_t deadline)
 {
 	char buf[STATUS_LINE_MAX];
 	size_t got = 0;
+	int fd = wc->fd;
 
 	while (got < sizeof buf - 1) {
-		ssize_t r = recv(fd, buf + got, sizeof buf - 1 - got, 0);
+		ssize_t r;
+		if (wc->ssl) {
+			int k = SSL_read(wc->ssl, buf + got, (int)(sizeof buf - 1 - got));
+			if (k <= 0) {
+				int rc = tls_wait(wc, k, deadline);
+				if (rc)
+					return rc;
+				continue;
+			}
+			r = k;
+		} else {
+			r = recv(fd, buf + got, sizeof buf - 1 - got, 0);
+		}
 		if (r > 0) {
 			got += (size_t)r;
 			buf[got] = 0;
@@ -182,6 +230,53 @@ static int emit_http(void *ctx, const char *name, size_t nlen, const char *value
 	return 0;
 }
 
+/*
+ * TLS to an https target: SNI and the host name (or IP address) checked
+ * against the certificate, trusted by the system's CAs or the target's
+ * ca_file. -EPERM: the certificate is not trusted (retrying will not help).
+ */
+static int tls_connect(struct target *t, struct wconn *wc, int64_t deadline, char *err)
+{
+	struct in6_addr a6;
+	struct in_addr a4;
+	int r;
+
+	wc->ssl = SSL_new(t->ssl_ctx);
+	if (!wc->ssl) {
+		snprintf(err, ERR_MAX, "TLS: out of memory");
+		return -ENOMEM;
+	}
+	SSL_set_fd(wc->ssl, wc->fd);
+	if (inet_pton(AF_INET, t->host, &a4) == 1 || inet_pton(AF_INET6, t->host, &a6) == 1) {
+		X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(wc->ssl), t->host);
+	} else {
+		SSL_set_tlsext_host_name(wc->ssl, t->host);
+		SSL_set1_host(wc->ssl, t->host);
+	}
+	while ((r = SSL_connect(wc->ssl)) != 1) {
+		int e = SSL_get_error(wc->ssl, r);
+		if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+			int rc = wait_fd(wc->fd, e == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT,
+					 deadline);
+			if (rc) {
+				snprintf(err, ERR_MAX, "%.64s:%d: TLS handshake timed out", t->host,
+					 t->port);
+				return rc;
+			}
+			continue;
+		}
+		long v = SSL_get_verify_result(wc->ssl);
+		if (v != X509_V_OK) {
+			snprintf(err, ERR_MAX, "%.64s:%d: certificate not trusted: %.80s", t->host,
+				 t->port, X509_verify_cert_error_string(v));
+			return -EPERM;
+		}
+		snprintf(err, ERR_MAX, "%.64s:%d: TLS handshake failed", t->host, t->port);
+		return -EPROTO;
+	}
+	return 0;
+}
+
 static enum outcome deliver_http(struct target *t, const struct cfx_ce *ce, char *err)
 {
 	int64_t deadline = cfx_clock_mono_ms() + t->timeout_ms;
@@ -212,21 +307,33 @@ static enum outcome deliver_http(struct target *t, const struct cfx_ce *ce, char
 		out = RETRY;
 		goto done;
 	}
-	rc = send_all(fd, head, strlen(head), deadline);
+	struct wconn wc = { fd, NULL };
+	if (t->ssl_ctx && (rc = tls_connect(t, &wc, deadline, err))) {
+		if (wc.ssl)
+			SSL_free(wc.ssl);
+		close(fd);
+		out = rc == -EPERM ? GIVE_UP : RETRY;
+		goto done;
+	}
+	rc = send_all(&wc, head, strlen(head), deadline);
 	if (!rc && ct) {
 		char cth[300];
 		int k = snprintf(cth, sizeof cth, "Content-Type: %s\r\n", ct);
-		rc = send_all(fd, cth, (size_t)CFX_MIN(k, (int)sizeof cth - 1), deadline);
+		rc = send_all(&wc, cth, (size_t)CFX_MIN(k, (int)sizeof cth - 1), deadline);
 	}
 	if (!rc && t->extra_headers)
-		rc = send_all(fd, t->extra_headers, strlen(t->extra_headers), deadline);
+		rc = send_all(&wc, t->extra_headers, strlen(t->extra_headers), deadline);
 	if (!rc && h.n)
-		rc = send_all(fd, h.p, h.n, deadline);
+		rc = send_all(&wc, h.p, h.n, deadline);
 	if (!rc)
-		rc = send_all(fd, "\r\n", 2, deadline);
+		rc = send_all(&wc, "\r\n", 2, deadline);
 	if (!rc && len)
-		rc = send_all(fd, body, len, deadline);
-	status = rc ? rc : read_status(fd, deadline);
+		rc = send_all(&wc, body, len, deadline);
+	status = rc ? rc : read_status(&wc, deadline);
+	if (wc.ssl) {
+		SSL_shutdown(wc.ssl);
+		SSL_free(wc.ssl);
+	}
 	close(fd);
 	if (status < 0) {
 		snprintf(err, ERR_MAX, "%.64s:%d: %.80s", t->host, t->port,

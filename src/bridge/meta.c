@@ -13,6 +13,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include <openssl/ssl.h>
+
 #include "base/base64.h"
 #include "base/err.h"
 #include "base/fileops.h"
@@ -116,6 +118,7 @@ void bridge__target_free(struct target *t)
 	if (!t)
 		return;
 	json_decref(t->def);
+	SSL_CTX_free(t->ssl_ctx);
 	cfx_free(t->extra_headers);
 	cfx_free(t->threads);
 	pthread_mutex_destroy(&t->mu);
@@ -129,12 +132,12 @@ static int parse_url(struct target *t, const char *url, char *err, size_t len)
 	const char *p, *host, *slash, *colon;
 	size_t hl;
 
-	if (!strncasecmp(url, "https://", 8))
-		return fail(err, len, "target %s: https endpoints are not supported yet; use "
-			    "http:// (a TLS terminating proxy in front of the endpoint)", t->name);
-	if (strncasecmp(url, "http://", 7))
-		return fail(err, len, "target %s: \"url\" must start with http://", t->name);
-	host = url + 7;
+	int tls = !strncasecmp(url, "https://", 8);
+
+	if (!tls && strncasecmp(url, "http://", 7))
+		return fail(err, len, "target %s: \"url\" must start with http:// or https://",
+			    t->name);
+	host = url + (tls ? 8 : 7);
 	slash = strchr(host, '/');
 	p = slash ? slash : host + strlen(host);
 	colon = memchr(host, ':', (size_t)(p - host));
@@ -143,7 +146,16 @@ static int parse_url(struct target *t, const char *url, char *err, size_t len)
 		return fail(err, len, "target %s: \"url\" has no host", t->name);
 	memcpy(t->host, host, hl);
 	t->host[hl] = 0;
-	t->port = 80;
+	t->port = tls ? 443 : 80;
+	if (tls) {
+		/* TLS 1.2+, the system's CAs (or the target's ca_file, loaded by the caller). */
+		t->ssl_ctx = SSL_CTX_new(TLS_client_method());
+		if (!t->ssl_ctx)
+			return fail(err, len, "target %s: no TLS context", t->name);
+		SSL_CTX_set_min_proto_version(t->ssl_ctx, TLS1_2_VERSION);
+		SSL_CTX_set_verify(t->ssl_ctx, SSL_VERIFY_PEER, NULL);
+		SSL_CTX_set_default_verify_paths(t->ssl_ctx);
+	}
 	if (colon) {
 		char *end;
 		long port = strtol(colon + 1, &end, 10);
@@ -199,10 +211,20 @@ static int parse_http(struct target *t, json_t *def, char *err, size_t len)
 	int64_t to = 0;
 	int rc;
 
+	const char *ca = json_string_value(json_object_get(def, "ca_file"));
+
 	if (!url)
 		return fail(err, len, "target %s: an http target needs \"url\"", t->name);
 	if ((rc = parse_url(t, url, err, len)))
 		return rc;
+	if (json_object_get(def, "ca_file")) {
+		if (!ca || !t->ssl_ctx)
+			return fail(err, len, "target %s: \"ca_file\" is the path of PEM CA "
+				    "certificates, for an https url", t->name);
+		if (SSL_CTX_load_verify_locations(t->ssl_ctx, ca, NULL) != 1)
+			return fail(err, len, "target %s: cannot load CA certificates from %s",
+				    t->name, ca);
+	}
 	if (mode && strcmp(mode, "binary") && strcmp(mode, "structured"))
 		return fail(err, len, "target %s: \"mode\" is binary or structured", t->name);
 	t->structured = mode && !strcmp(mode, "structured");
@@ -294,7 +316,7 @@ static int target_build(struct cfx_bridge *b, json_t *def, struct target **out, 
 			size_t len)
 {
 	static const char *const fields[] = {
-		"name", "description", "type", "url", "mode", "headers", "auth", "timeout_ms",
+		"name", "description", "type", "url", "ca_file", "mode", "headers", "auth", "timeout_ms",
 		"bus", "topic", "mqtt_topic", "retry", "dead_letter_topic", "concurrency",
 		"queue_max", NULL
 	};
