@@ -12,6 +12,8 @@
 #   make bench-kafka  Kafka produce and fetch with librdkafka beside the store (bench/kafka.sh)
 #   make bench-mqtt   MQTT throughput, idle connections and retained topics, confluxd
 #                     against a Mosquitto started beside it (bench/mqtt.sh)
+#   make bench-eventbridge  CloudEvents HTTP ingest beside gRPC, rule matching, and
+#                     rule-to-webhook latency (bench/eventbridge.sh; needs wrk)
 
 BUILD      ?= build
 ASAN_BUILD ?= build-asan
@@ -20,7 +22,7 @@ JOBS       ?= $(shell nproc)
 N          ?= 1000
 FUZZ_TIME  ?= 60
 
-.PHONY: all deps build run test test-release test-asan crash-test crash-test-broker fuzz bench bench-grpc bench-kafka bench-mqtt clean
+.PHONY: all deps build run test test-release test-asan crash-test crash-test-broker fuzz bench bench-grpc bench-kafka bench-mqtt bench-eventbridge clean
 
 all: build
 
@@ -74,6 +76,9 @@ bench-kafka: build
 
 bench-mqtt: build
 	BUILD=$(BUILD) ./bench/mqtt.sh
+
+bench-eventbridge: build
+	BUILD=$(BUILD) ./bench/eventbridge.sh
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD)

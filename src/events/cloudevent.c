@@ -942,7 +942,7 @@ static json_t *json_load_checked(const uint8_t *body, size_t len, const struct c
 	if (json_depth(body, len, lim->depth_max + envelope_depth) >
 	    lim->depth_max + envelope_depth) {
 		set_err(err, err_len, "data nests deeper than %zu levels", lim->depth_max);
-		*rc = CFX_EMSGSIZE;
+		*rc = CFX_EPARSE; /* a structural limit, not a size: 400 at the HTTP ingress */
 		return NULL;
 	}
 	root = json_loadb((const char *)body, len, JSON_LOAD_FLAGS | JSON_DECODE_ANY, &jerr);

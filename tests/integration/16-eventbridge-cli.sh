@@ -164,7 +164,8 @@ json "$T/pull_batch.out" '[e for e in d if e["id"] == "b1"][0]["data"] == {"amou
 json "$T/pull_batch.out" '[e for e in d if e["id"] == "b1"][0]["traceparent"] == "a b"'
 req put_one 200 -X POST -H 'Content-Type: application/cloudevents+json' --data \
 	'{"specversion":"1.0","id":"s1","source":"/shop","type":"note","datacontenttype":"text/plain","data":"hello"}' "$U"
-req pull_one 200 "$U?group=g1"
+# Stored is not yet indexed: a short long poll waits for it.
+req pull_one 200 "$U?group=g1&wait_ms=10000"
 header pull_one ce-id s1
 header pull_one ce-type note
 header pull_one Content-Type text/plain

@@ -19,6 +19,8 @@
 
 #include "base/clock.h"
 #include "base/log.h"
+#include <openssl/crypto.h>
+
 #include "events/cloudevent.h"
 #include "store/format.h"
 #include "net/tls.h"
@@ -71,9 +73,12 @@ struct mconn {
  * connections of a broker without users carry one pointer for it). */
 struct mident {
 	struct cfx_auth_peer peer;
-	uint8_t *held_connect; /* a CONNECT waiting for its password check */
+	uint8_t *held_connect; /* a CONNECT waiting for its password check or SCRAM exchange */
 	uint32_t held_len;
-	int authing;	       /* held_connect is set: input is held until the check is done */
+	int authing;	       /* a password check: input is held until it is done */
+	struct cfx_scram_server *scram; /* MQTT 5 enhanced authentication under way */
+	char *final;	       /* SCRAM server-final, sent in the CONNACK */
+	size_t final_len;
 	char user[];	       /* "" = anonymous */
 };
 
@@ -855,6 +860,19 @@ static bool auth_on(const struct mqtt_service *svc)
 	return svc->o.auth && cfx_auth_enabled(svc->o.auth);
 }
 
+static void mident_free(struct mident *id)
+{
+	if (!id)
+		return;
+	cfx_free(id->held_connect);
+	if (id->scram) {
+		cfx_scram_server_clear(id->scram);
+		cfx_free(id->scram);
+	}
+	cfx_free(id->final);
+	cfx_free(id);
+}
+
 static struct mident *mident_new(struct mconn *mc, const char *user, size_t len)
 {
 	struct mident *id = cfx_calloc(1, sizeof *id + len + 1);
@@ -911,6 +929,8 @@ struct auth_wait {
 
 static int process_input(struct mconn *mc, const uint8_t *p, size_t n);
 static int on_connect(struct mconn *mc, const struct mqtt_connect *cn);
+static int scram_start(struct mconn *mc, const struct mqtt_connect *cn, const uint8_t *p,
+		       size_t n);
 
 /* The password check is done: go on with the CONNECT it held. @thread loop */
 static void auth_done_task(void *arg)
@@ -955,6 +975,98 @@ static void auth_done(void *arg, int rc)
 	cfx_loop_post(w->loop, auth_done_task, w);
 }
 
+/* ------------------------------------------------------------------------
+ * MQTT 5 enhanced authentication: SCRAM-SHA-256 / SCRAM-SHA-512
+ *
+ *   CONNECT (method, client-first) -> AUTH 0x18 (server-first)
+ *   AUTH 0x18 (client-final)        -> CONNACK 0x00 (method, server-final)
+ *
+ * The CONNECT waits (a copy) until the exchange ends; a failure is CONNACK
+ * 0x87, an unknown method 0x8C. Re-authentication is not offered.
+ * ------------------------------------------------------------------------ */
+
+static int scram_fail(struct mconn *mc, int reason, const char *user, const char *why)
+{
+	cfx_auth_note_failure(mc->svc->o.auth, CFX_AUTH_MQTT, mc->c->peer, user, why);
+	return refuse_connect(mc, reason, "MQTT enhanced authentication failed");
+}
+
+static int scram_start(struct mconn *mc, const struct mqtt_connect *cn, const uint8_t *p,
+		       size_t n)
+{
+	struct cfx_auth *a = mc->svc->o.auth;
+	struct cfx_view m = cn->props.auth_method;
+	enum cfx_scram_mech mech;
+	char user[CFX_SCRAM_USER_MAX + 1], out[CFX_SCRAM_SERVER_FIRST_MAX];
+	struct cfx_scram_cred cred;
+	const char *why = NULL;
+	size_t out_len;
+	int known, rc;
+
+	if (!auth_on(mc->svc) || cfx_scram_mech_parse((const char *)m.p, m.len, &mech))
+		return scram_fail(mc, MQTT_RC_BAD_AUTHENTICATION_METHOD, NULL,
+				  "unsupported authentication method");
+	mc->id = mident_new(mc, "", 0);
+	mc->id->scram = cfx_calloc(1, sizeof *mc->id->scram);
+	rc = cfx_scram_server_start(mc->id->scram, mech, cn->props.auth_data.p,
+				    cn->props.auth_data.len, user, sizeof user, &why);
+	if (rc)
+		return scram_fail(mc, MQTT_RC_NOT_AUTHORIZED, NULL, why);
+	known = strlen(user) <= CFX_AUTH_USER_MAX && cfx_auth_scram_cred(a, user, mech, &cred) == 0;
+	rc = cfx_scram_server_challenge(mc->id->scram, known ? &cred : NULL, out, sizeof out,
+					&out_len);
+	OPENSSL_cleanse(&cred, sizeof cred);
+	if (rc)
+		return scram_fail(mc, MQTT_RC_NOT_AUTHORIZED, user, "SCRAM challenge failed");
+	mc->id->held_connect = cfx_malloc(n);
+	memcpy(mc->id->held_connect, p, n);
+	mc->id->held_len = (uint32_t)n;
+	struct mqtt_disconnect au = { .reason = MQTT_RC_CONTINUE_AUTHENTICATION };
+	au.props.present = MQTT_PROP_BIT(AUTHENTICATION_METHOD) | MQTT_PROP_BIT(AUTHENTICATION_DATA);
+	au.props.auth_method = m;
+	au.props.auth_data = (struct cfx_view){ (const uint8_t *)out, out_len };
+	mqtt_encode_disconnect(outw(), MQTT_V5, MQTT_AUTH, &au);
+	send_packet(mc);
+	return 0;
+}
+
+/* The client's AUTH during the exchange: its client-final. */
+static int scram_continue(struct mconn *mc, const struct mqtt_disconnect *au)
+{
+	struct mident *id = mc->id;
+	char out[CFX_SCRAM_SERVER_FINAL_MAX], user[CFX_SCRAM_USER_MAX + 1];
+	const char *why = NULL;
+	struct mqtt_packet pkt;
+	struct mqtt_err err = { 0 };
+	size_t out_len;
+	int rc;
+
+	snprintf(user, sizeof user, "%s", id->scram->user);
+	if (au->reason != MQTT_RC_CONTINUE_AUTHENTICATION ||
+	    !(au->props.present & MQTT_PROP_BIT(AUTHENTICATION_METHOD)) ||
+	    !cfx_view_eq_str(au->props.auth_method, cfx_scram_mech_name(id->scram->mech)))
+		return scram_fail(mc, MQTT_RC_PROTOCOL_ERROR, user, "AUTH out of step");
+	rc = cfx_scram_server_finish(id->scram, au->props.auth_data.p, au->props.auth_data.len, out,
+				     sizeof out, &out_len, &why);
+	if (rc)
+		return scram_fail(mc, MQTT_RC_NOT_AUTHORIZED, user, why ? why : "wrong password");
+	/* Signed in: the identity gets the user's name, the CONNECT goes on. */
+	struct mident *nid = mident_new(mc, user, strlen(user));
+	nid->scram = id->scram;
+	nid->held_connect = id->held_connect;
+	nid->held_len = id->held_len;
+	nid->final = cfx_malloc(out_len + 1);
+	memcpy(nid->final, out, out_len);
+	nid->final_len = out_len;
+	id->scram = NULL;
+	id->held_connect = NULL;
+	mident_free(id);
+	mc->id = nid;
+	rc = mqtt_decode(nid->held_connect, nid->held_len, 0, MQTT_FROM_CLIENT, &pkt, &err);
+	CFX_ASSERT(rc == 0 && pkt.type == MQTT_CONNECT);
+	return on_connect(mc, &pkt.connect);
+}
+
 /*
  * A CONNECT: without users, or anonymous where allowed, it goes on at once;
  * a user name and password are checked first. Returns 0, -1 (closed), or 1
@@ -969,6 +1081,8 @@ static int connect_or_check(struct mconn *mc, const struct mqtt_connect *cn, con
 	int rc;
 
 	mc->version = cn->version;
+	if (cn->version == MQTT_V5 && (cn->props.present & MQTT_PROP_BIT(AUTHENTICATION_METHOD)))
+		return scram_start(mc, cn, p, n);
 	if (!auth_on(svc))
 		return on_connect(mc, cn);
 	if (!cn->has_username) {
@@ -1093,9 +1207,25 @@ static int on_connect(struct mconn *mc, const struct mqtt_connect *cn)
 			     (int)id.len, (const char *)id.p);
 		cfx_loop_post(old_loop, kick_task, old_h);
 	}
+	if (mc->id && mc->id->final) { /* enhanced authentication: the server's proof */
+		out.present |= MQTT_PROP_BIT(AUTHENTICATION_METHOD) |
+			       MQTT_PROP_BIT(AUTHENTICATION_DATA);
+		out.auth_method = CFX_VIEW_STR(cfx_scram_mech_name(mc->id->scram->mech));
+		out.auth_data = (struct cfx_view){ (const uint8_t *)mc->id->final,
+						   mc->id->final_len };
+	}
 	mc->connected = 1;
 	atomic_fetch_add(&svc->online, 1);
 	connack(mc, 0, present, &out);
+	if (mc->id && mc->id->scram) {
+		cfx_scram_server_clear(mc->id->scram);
+		cfx_free(mc->id->scram);
+		mc->id->scram = NULL;
+		cfx_free(mc->id->final);
+		mc->id->final = NULL;
+		cfx_free(mc->id->held_connect);
+		mc->id->held_connect = NULL;
+	}
 	if (mc->keep_alive_s)
 		cfx_timer_start(mc->c->loop, &mc->ka_timer, (int64_t)mc->keep_alive_s * 1500,
 				keep_alive_check, mc);
@@ -1236,7 +1366,9 @@ static int handle_packet(struct mconn *mc, const uint8_t *p, size_t n)
 {
 	struct mqtt_packet pkt;
 	struct mqtt_err err = { 0 };
-	int rc = mqtt_decode(p, n, mc->connected ? mc->version : 0, MQTT_FROM_CLIENT, &pkt, &err);
+	/* Before CONNACK only a CONNECT, or the AUTH of an exchange under way (MQTT 5). */
+	int ver = mc->connected || (mc->id && mc->id->scram) ? mc->version : 0;
+	int rc = mqtt_decode(p, n, ver, MQTT_FROM_CLIENT, &pkt, &err);
 
 	if (rc) {
 		cfx_log_ratelimited(CFX_LOG_INFO, "mqtt: %s: %s; closing", mc->c->peer,
@@ -1252,6 +1384,9 @@ static int handle_packet(struct mconn *mc, const uint8_t *p, size_t n)
 		cfx_conn_close(mc->c, "malformed MQTT packet");
 		return -1;
 	}
+	if (!mc->connected && pkt.type == MQTT_AUTH && mc->id && mc->id->scram &&
+	    mc->id->held_connect)
+		return scram_continue(mc, &pkt.auth) ? -1 : 0;
 	if (!mc->connected && pkt.type != MQTT_CONNECT) {
 		cfx_conn_close(mc->c, "MQTT packet before CONNECT");
 		return -1;
@@ -1262,7 +1397,7 @@ static int handle_packet(struct mconn *mc, const uint8_t *p, size_t n)
 	}
 	switch (pkt.type) {
 	case MQTT_CONNECT:
-		if (mc->connected) {
+		if (mc->connected || mc->id) { /* a second CONNECT, also during a sign-in */
 			mqtt_conn_kick(mc, MQTT_RC_PROTOCOL_ERROR);
 			return -1;
 		}
@@ -1448,9 +1583,7 @@ static void on_close(struct cfx_conn *c)
 	cfx_free(mc->aliases);
 	cfx_free(mc->out_aliases);
 	mqtt_will_free(mc->will);
-	if (mc->id)
-		cfx_free(mc->id->held_connect);
-	cfx_free(mc->id);
+	mident_free(mc->id);
 	cfx_writer_free(&mc->in);
 	cfx_free(mc);
 	c->proto_data = NULL;

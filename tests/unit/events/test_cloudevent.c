@@ -917,7 +917,7 @@ static void test_attrs_and_depth_limits(void **state)
 			     "\"t\",\"data\":[[[{}]]]}");
 	assert_int_equal(
 		cfx_ce_parse_structured((const uint8_t *)doc, o, &lim, &ce, err, sizeof err),
-		CFX_EMSGSIZE);
+		CFX_EPARSE);
 	assert_string_equal(err, "data nests deeper than 3 levels");
 }
 
