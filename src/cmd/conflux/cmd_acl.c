@@ -193,18 +193,9 @@ static int acl_list(int argc, char **argv)
 	} else {
 		snprintf(target, sizeof target, "/v1/acls");
 	}
-	rc = admin_call(&c, "GET", target, NULL, &out, NULL);
-	if (rc)
+	rc = admin_get_list(&c, target, "acls", &out, &list);
+	if (rc || !list)
 		return rc;
-	if (c.json) {
-		cli_json_print(out ? out : json_object());
-		return CLI_OK;
-	}
-	list = cli_json_list(out, "acls");
-	if (!list) {
-		json_decref(out);
-		return cli_error(&c, "the answer to GET /v1/acls has no list of policies");
-	}
 	tb = cli_table_new(7, head);
 	json_array_foreach(list, i, p)
 	{

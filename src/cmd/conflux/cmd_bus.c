@@ -128,18 +128,9 @@ static int bus_list(int argc, char **argv)
 		CLI_UNKNOWN(&c, argv[k]);
 		return cli_usage_error(&c, "unexpected argument \"%s\"", argv[k]);
 	}
-	rc = admin_call(&c, "GET", "/v1/buses", NULL, &out, NULL);
-	if (rc)
+	rc = admin_get_list(&c, "/v1/buses", "buses", &out, &list);
+	if (rc || !list)
 		return rc;
-	if (c.json) {
-		cli_json_print(out ? out : json_object());
-		return CLI_OK;
-	}
-	list = cli_json_list(out, "buses");
-	if (!list) {
-		json_decref(out);
-		return cli_error(&c, "the answer to GET /v1/buses has no list of buses");
-	}
 	tb = cli_table_new(3, head);
 	json_array_foreach(list, i, b)
 	{

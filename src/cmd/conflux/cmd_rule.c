@@ -236,19 +236,10 @@ static int rule_list(int argc, char **argv)
 	if ((rc = parse_bus_rule(&c, argc, argv, &bus, &unused, 0)) >= 0)
 		return rc;
 	path = rule_path(bus, NULL);
-	rc = admin_call(&c, "GET", path, NULL, &out, NULL);
+	rc = admin_get_list(&c, path, "rules", &out, &list);
 	cfx_free(path);
-	if (rc)
+	if (rc || !list)
 		return rc;
-	if (c.json) {
-		cli_json_print(out ? out : json_object());
-		return CLI_OK;
-	}
-	list = cli_json_list(out, "rules");
-	if (!list) {
-		json_decref(out);
-		return cli_error(&c, "the answer has no list of rules");
-	}
 	tb = cli_table_new(4, head);
 	json_array_foreach(list, i, ru)
 	{

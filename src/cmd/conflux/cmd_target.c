@@ -338,18 +338,9 @@ static int target_list(int argc, char **argv)
 		CLI_UNKNOWN(&c, argv[k]);
 		return cli_usage_error(&c, "unexpected argument \"%s\"", argv[k]);
 	}
-	rc = admin_call(&c, "GET", "/v1/targets", NULL, &out, NULL);
-	if (rc)
+	rc = admin_get_list(&c, "/v1/targets", "targets", &out, &list);
+	if (rc || !list)
 		return rc;
-	if (c.json) {
-		cli_json_print(out ? out : json_object());
-		return CLI_OK;
-	}
-	list = cli_json_list(out, "targets");
-	if (!list) {
-		json_decref(out);
-		return cli_error(&c, "the answer to GET /v1/targets has no list of targets");
-	}
 	tb = cli_table_new(4, head);
 	json_array_foreach(list, i, t)
 	{

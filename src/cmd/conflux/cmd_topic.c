@@ -214,18 +214,9 @@ static int topic_list(int argc, char **argv)
 		CLI_UNKNOWN(&c, argv[k]);
 		return cli_usage_error(&c, "unexpected argument \"%s\"", argv[k]);
 	}
-	rc = admin_call(&c, "GET", "/v1/topics", NULL, &out, NULL);
-	if (rc)
+	rc = admin_get_list(&c, "/v1/topics", "topics", &out, &list);
+	if (rc || !list)
 		return rc;
-	if (c.json) {
-		cli_json_print(out ? out : json_array());
-		return CLI_OK;
-	}
-	list = cli_json_list(out, "topics");
-	if (!list) {
-		json_decref(out);
-		return cli_error(&c, "the answer to GET /v1/topics has no list of topics");
-	}
 	tb = cli_table_new(4, head);
 	json_array_foreach(list, i, t)
 	{

@@ -281,18 +281,9 @@ static int user_list(int argc, char **argv)
 		CLI_UNKNOWN(&c, argv[k]);
 		return cli_usage_error(&c, "unexpected argument \"%s\"", argv[k]);
 	}
-	rc = admin_call(&c, "GET", "/v1/users", NULL, &out, NULL);
-	if (rc)
+	rc = admin_get_list(&c, "/v1/users", "users", &out, &list);
+	if (rc || !list)
 		return rc;
-	if (c.json) {
-		cli_json_print(out ? out : json_object());
-		return CLI_OK;
-	}
-	list = cli_json_list(out, "users");
-	if (!list) {
-		json_decref(out);
-		return cli_error(&c, "the answer to GET /v1/users has no list of users");
-	}
 	tb = cli_table_new(5, head);
 	json_array_foreach(list, i, u)
 	{

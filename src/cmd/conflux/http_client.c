@@ -408,3 +408,25 @@ int admin_grpc_endpoint(struct cli *c)
 	json_decref(st);
 	return CLI_OK;
 }
+
+int admin_get_list(const struct cli *c, const char *path, const char *key, json_t **out,
+		   json_t **list)
+{
+	int rc = admin_call(c, "GET", path, NULL, out, NULL);
+
+	*list = NULL;
+	if (rc)
+		return rc;
+	if (c->json) {
+		cli_json_print(*out ? *out : json_object());
+		*out = NULL;
+		return CLI_OK;
+	}
+	*list = cli_json_list(*out, key);
+	if (!*list) {
+		json_decref(*out);
+		*out = NULL;
+		return cli_error(c, "the answer to GET %s has no list of %s", path, key);
+	}
+	return CLI_OK;
+}

@@ -57,6 +57,15 @@ void http_response_free(struct http_response *resp);
 int admin_call(const struct cli *c, const char *method, const char *target, json_t *body,
 	       json_t **out, int *status);
 
+/*
+ * A list route: GET `path`, whose answer holds an array under `key`
+ * ({"users": [...]}). With --json the answer is printed and *list is NULL
+ * (nothing left to do); otherwise *list borrows from *out (json_decref it
+ * when done). Returns CLI_OK or the exit status of the failure (reported).
+ */
+int admin_get_list(const struct cli *c, const char *path, const char *key, json_t **out,
+		   json_t **list);
+
 /* admin_call with the body sent as `content_type` (application/cloudevents+json). */
 int admin_call_typed(const struct cli *c, const char *method, const char *target,
 		     const char *content_type, json_t *body, json_t **out, int *status);
