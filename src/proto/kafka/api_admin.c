@@ -216,7 +216,12 @@ void kf_create_partitions(struct kconn *kc, struct kreq *r, struct cfx_reader *r
 	kf_write_array_len(w, nt, flex); /* Response: Results */
 	for (int32_t i = 0; i < nt; i++) {
 		char why[192];
-		int16_t err = cp_apply(kc->svc, &topics[i], validate_only, why, sizeof why);
+		int16_t err = kf_authorize(kc, CFX_AUTH_TOPIC, topics[i].name, CFX_AUTH_UPDATE);
+
+		if (err)
+			snprintf(why, sizeof why, "not authorized to change the topic");
+		else
+			err = cp_apply(kc->svc, &topics[i], validate_only, why, sizeof why);
 
 		kf_write_string(w, topics[i].name, flex, 0); /* Results: Name */
 		kf_write_i16(w, err);			     /* Results: ErrorCode */
@@ -423,9 +428,10 @@ static int is_this_broker(struct cfx_view name)
 }
 
 /* One resource's result. `keys` is positioned on its ConfigurationKeys. */
-static void describe_resource(struct kafka_service *svc, struct kreq *r, int8_t type,
+static void describe_resource(struct kconn *kc, struct kreq *r, int8_t type,
 			      struct cfx_view name, struct cfx_reader keys, int synonyms, int docs)
 {
+	struct kafka_service *svc = kc->svc;
 	struct cfx_writer *w = &r->out;
 	int16_t v = r->h.api_version;
 	int flex = r->flex;
@@ -436,8 +442,12 @@ static void describe_resource(struct kafka_service *svc, struct kreq *r, int8_t 
 
 	if (type == RES_TOPIC) {
 		err = name.len > TOPIC_NAME_BYTES_MAX ? KF_ERR_INVALID_TOPIC_EXCEPTION
-						      : topic_lookup(svc, name, &ti);
-		if (err == KF_ERR_INVALID_TOPIC_EXCEPTION)
+			: kf_authorize(kc, CFX_AUTH_TOPIC, name, CFX_AUTH_GET)
+			? KF_ERR_TOPIC_AUTHORIZATION_FAILED
+			: topic_lookup(svc, name, &ti);
+		if (err == KF_ERR_TOPIC_AUTHORIZATION_FAILED)
+			why = "not authorized to describe the topic";
+		else if (err == KF_ERR_INVALID_TOPIC_EXCEPTION)
 			why = "invalid topic name";
 		else if (err)
 			why = "the topic does not exist";
@@ -518,7 +528,7 @@ void kf_describe_configs(struct kconn *kc, struct kreq *r, struct cfx_reader *rd
 	*rd = first;
 	for (int32_t i = 0; i < n; i++) {
 		read_resource(rd, flex, &type, &name, &keys);
-		describe_resource(kc->svc, r, type, name, keys, synonyms, docs);
+		describe_resource(kc, r, type, name, keys, synonyms, docs);
 	}
 	if (flex)
 		kf_write_empty_tagged_fields(w);

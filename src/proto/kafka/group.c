@@ -1587,6 +1587,18 @@ void kf_list_groups(struct kconn *kc, struct kreq *r, struct cfx_reader *rd)
 	cfx_broker_group_foreach(kc->svc->br, collect_core_group, &ls);
 	pthread_mutex_unlock(&co->mu);
 
+	/* Only the groups the client may see (GET on the group). */
+	uint32_t kept = 0;
+	for (uint32_t i = 0; i < ls.n; i++) {
+		if (kf_may(kc, CFX_AUTH_GROUP, CFX_VIEW_STR(ls.v[i].id), CFX_AUTH_GET)) {
+			ls.v[kept++] = ls.v[i];
+		} else {
+			cfx_free(ls.v[i].id);
+			cfx_free(ls.v[i].type);
+		}
+	}
+	ls.n = kept;
+
 	struct cfx_writer *w = &r->out;
 	size_t start = kreq_begin(r);
 	int32_t n = 0;
@@ -1654,10 +1666,13 @@ void kf_describe_groups(struct kconn *kc, struct kreq *r, struct cfx_reader *rd)
 		struct cfx_group_info gi;
 		int16_t err = KF_ERR_NONE;
 		const char *state;
+		int16_t aerr = gid.len ? kf_authorize(kc, CFX_AUTH_GROUP, gid, CFX_AUTH_GET) : 0;
 
 		pthread_mutex_lock(&co->mu);
-		struct group *g = group_find(co, gid);
-		if (g)
+		struct group *g = aerr ? NULL : group_find(co, gid); /* a denied group shows nothing */
+		if (aerr)
+			state = "";
+		else if (g)
 			state = gstate_name[g->state];
 		else if (gid.len && cfx_group_name_is_valid(gid) &&
 			 !cfx_broker_group_get(svc->br, gid, 0, &gi))
@@ -1666,6 +1681,8 @@ void kf_describe_groups(struct kconn *kc, struct kreq *r, struct cfx_reader *rd)
 			state = "Dead";
 		if (!gid.len)
 			err = KF_ERR_INVALID_GROUP_ID;
+		else if (aerr)
+			err = aerr;
 		kf_write_i16(w, err); /* Response: ErrorCode */
 		kf_write_string(w, gid, flex, 0);
 		kf_write_string(w, CFX_VIEW_STR(state), flex, 0);
