@@ -114,6 +114,20 @@ has token-whoami '^admin \(super user\)$'
 run token-opt 0 topic list --token "$TOKEN"
 run token-bad 1 topic list --token 0000000000000000000000000000000000000000000000000000000000000000
 has token-bad '401'
+# gRPC: produce and consume sign their calls with the user's password (a
+# token only signs in to the admin API); without credentials: refused.
+run grpc-produce 0 produce signed zero --user admin --password "$ADMIN_PW"
+# The group starts at the end of the topic: consume first, then produce.
+timeout 60 "$CLI" consume signed --group g-signed --count 2 --wait 5s \
+	--user admin --password "$ADMIN_PW" >"$T/grpc-consume.out" 2>"$T/grpc-consume.err" </dev/null &
+CONSUMER=$!
+sleep 2
+run grpc-produce2 0 produce signed one two --user admin --password "$ADMIN_PW"
+wait $CONSUMER || fail "the signed consumer failed: $(cat "$T/grpc-consume.err")"
+has grpc-consume 'one'
+run grpc-anon 1 produce signed three
+has grpc-anon '40100|UNAUTHORIZED|sign'
+
 CONFLUX_TOKEN=$TOKEN
 export CONFLUX_TOKEN
 

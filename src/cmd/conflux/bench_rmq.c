@@ -342,6 +342,7 @@ static void *producer_main(void *arg)
 			}
 			size_t len;
 			uint8_t *req = rmq_pack_send(b->topic, m, n, &len);
+			rmq_sign(w->rc);
 			int64_t t0 = cfx_clock_mono_ns();
 			int32_t id = grpc_client_start(w->rc->gc, RMQ_PATH("SendMessage"), req, len,
 						       1, w->rc->timeout_ms);
@@ -634,6 +635,8 @@ static int connect_workers(struct bench *b, struct worker *w, size_t n, int cons
 			cli_error(&b->c, "%s", why);
 			return CLI_EUNREACHABLE;
 		}
+		if (cli_sign_grpc(&b->c, w[i].rc))
+			return CLI_EUSAGE;
 		if (!consumer && i == 0) {
 			struct rmq_route rt;
 			if (rmq_query_route(w[i].rc, b->topic, &rt, &e))

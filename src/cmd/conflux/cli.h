@@ -100,6 +100,17 @@ int cli_common(struct cli *c, int argc, char **argv, int *i, int *exit_now);
  */
 #define CLI_AUTHZ_MAX 1024 /* an Authorization header value (the server's limit) */
 int cli_credentials(const struct cli *c, char *out, size_t len);
+/*
+ * The user name and password of the same credentials, for signing gRPC
+ * calls (a token cannot sign them): 1 with both filled, 0 when none (or
+ * only a token) was given, -1 with a message printed. The caller wipes
+ * the password.
+ */
+int cli_user_password(const struct cli *c, char user[CLI_USER_MAX + 1],
+		      char password[CLI_PASSWORD_MAX + 1]);
+/* rmq_set_credentials from the sign-in options (rmq_client.h); -1: message printed. */
+struct rmq_cl;
+int cli_sign_grpc(const struct cli *c, struct rmq_cl *rc);
 
 /*
  * Reads a password: from the first line of FILE when `file` is not NULL

@@ -23,6 +23,7 @@
 
 #include "base/conf.h"
 #include "cmd/conflux/cli.h"
+#include "cmd/conflux/rmq_client.h"
 
 volatile sig_atomic_t cli_stop;
 
@@ -501,6 +502,50 @@ int cli_credentials(const struct cli *c, char *out, size_t len)
 	if (env_user)
 		return basic(c, env_user, env_pw, out, len);
 	return 0;
+}
+
+int cli_user_password(const struct cli *c, char user[CLI_USER_MAX + 1],
+		      char password[CLI_PASSWORD_MAX + 1])
+{
+	char authz[CLI_AUTHZ_MAX];
+	unsigned char plain[CLI_AUTHZ_MAX];
+	int n, rc = 0;
+
+	user[0] = password[0] = '\0';
+	if (cli_credentials(c, authz, sizeof authz))
+		return -1;
+	if (!strncmp(authz, "Basic ", 6)) {
+		/* What cli_credentials encoded: "user:password" (the user has no ':'). */
+		size_t el = strlen(authz + 6);
+		n = EVP_DecodeBlock(plain, (const unsigned char *)authz + 6, (int)el);
+		if (n > 0 && el >= 1 && authz[6 + el - 1] == '=')
+			n--;
+		if (n > 0 && el >= 2 && authz[6 + el - 2] == '=')
+			n--;
+		const unsigned char *colon = n > 0 ? memchr(plain, ':', (size_t)n) : NULL;
+		if (colon && (size_t)(colon - plain) <= CLI_USER_MAX &&
+		    (size_t)(n - (colon - plain) - 1) <= CLI_PASSWORD_MAX) {
+			memcpy(user, plain, (size_t)(colon - plain));
+			user[colon - plain] = '\0';
+			memcpy(password, colon + 1, (size_t)(n - (colon - plain) - 1));
+			password[n - (colon - plain) - 1] = '\0';
+			rc = 1;
+		}
+	}
+	cli_wipe(plain, sizeof plain);
+	cli_wipe(authz, sizeof authz);
+	return rc;
+}
+
+int cli_sign_grpc(const struct cli *c, struct rmq_cl *rc)
+{
+	char user[CLI_USER_MAX + 1], pw[CLI_PASSWORD_MAX + 1];
+	int r = cli_user_password(c, user, pw);
+
+	if (r > 0)
+		rmq_set_credentials(rc, user, pw);
+	cli_wipe(pw, sizeof pw);
+	return r < 0 ? -1 : 0;
 }
 
 /* ------------------------------------------------------------------------

@@ -270,6 +270,8 @@ int cli_consume(int argc, char **argv)
 		cli_error(&k.c, "%s", why);
 		return CLI_EUNREACHABLE;
 	}
+	if (cli_sign_grpc(&k.c, k.rc))
+		return CLI_EUSAGE;
 	if (rmq_query_route(k.rc, k.topic, &rt, &e) ||
 	    rmq_settings_consumer(k.rc, k.group, k.topic, k.tag, k.wait_ms, NULL, &e)) {
 		rmq_err_format(&e, why, sizeof why);

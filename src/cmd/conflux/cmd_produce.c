@@ -326,6 +326,10 @@ int cli_produce(int argc, char **argv)
 		rc = CLI_EUNREACHABLE;
 		goto out;
 	}
+	if (cli_sign_grpc(&p.c, p.rc)) {
+		rc = CLI_EUSAGE;
+		goto out;
+	}
 	if (rmq_query_route(p.rc, p.topic, &rt, &e) ||
 	    rmq_settings_producer(p.rc, p.topic, NULL, &e)) {
 		rmq_err_format(&e, why, sizeof why);

@@ -28,6 +28,7 @@
 #include <errno.h>
 #include <netdb.h>
 #include <pthread.h>
+#include <time.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,6 +36,9 @@
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <unistd.h>
+
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
 
 #include "base/clock.h"
 #include "base/err.h"
@@ -290,12 +294,45 @@ int rmq_connect(const char *addr, int64_t timeout_ms, struct rmq_cl **out, struc
 	return 0;
 }
 
+void rmq_set_credentials(struct rmq_cl *rc, const char *user, const char *password)
+{
+	snprintf(rc->user, sizeof rc->user, "%s", user ? user : "");
+	snprintf(rc->secret, sizeof rc->secret, "%s", password ? password : "");
+	rc->signed_ms = 0;
+	rmq_sign(rc);
+}
+
+void rmq_sign(struct rmq_cl *rc)
+{
+	char date[32], authz[512], hex[2 * 20 + 1];
+	unsigned char mac[20];
+	unsigned int maclen = sizeof mac;
+	time_t now = time(NULL);
+	struct tm tm;
+
+	if (!rc->user[0] || cfx_clock_mono_ms() - rc->signed_ms < 60000)
+		return;
+	gmtime_r(&now, &tm);
+	strftime(date, sizeof date, "%Y%m%dT%H%M%SZ", &tm);
+	HMAC(EVP_sha1(), rc->secret, (int)strlen(rc->secret), (const unsigned char *)date,
+	     strlen(date), mac, &maclen);
+	for (unsigned i = 0; i < maclen; i++)
+		snprintf(hex + 2 * i, 3, "%02X", mac[i]);
+	snprintf(authz, sizeof authz,
+		 "MQv2-HMAC-SHA1 Credential=%s, SignedHeaders=x-mq-date-time, Signature=%s",
+		 rc->user, hex);
+	grpc_client_set_header(rc->gc, "x-mq-date-time", date);
+	grpc_client_set_header(rc->gc, "authorization", authz);
+	rc->signed_ms = cfx_clock_mono_ms();
+}
+
 void rmq_close(struct rmq_cl *rc)
 {
 	if (!rc)
 		return;
 	/* Closing the connection ends the Telemetry stream with it. */
 	grpc_client_close(rc->gc);
+	cli_wipe(rc->secret, sizeof rc->secret);
 	cfx_free(rc);
 }
 
@@ -360,7 +397,10 @@ static int unary(struct rmq_cl *rc, const char *path, const ProtobufCMessage *re
 {
 	size_t len;
 	uint8_t *buf = pack(req, &len);
-	int32_t id = grpc_client_start(rc->gc, path, buf, len, 1, rc->timeout_ms);
+	int32_t id;
+
+	rmq_sign(rc);
+	id = grpc_client_start(rc->gc, path, buf, len, 1, rc->timeout_ms);
 
 	cfx_free(buf);
 	if (id < 0) {
@@ -502,6 +542,7 @@ static RPB(TelemetryCommand) * telemetry(struct rmq_cl *rc, RPB(Settings) * set,
 	cmd.settings = set;
 	buf = pack(&cmd.base, &len);
 	/* No deadline: the stream lives as long as the client. */
+	rmq_sign(rc);
 	rc->telemetry = grpc_client_start(rc->gc, RMQ_PATH("Telemetry"), buf, len, 0, 0);
 	cfx_free(buf);
 	if (rc->telemetry < 0) {
@@ -733,7 +774,8 @@ int rmq_send(struct rmq_cl *rc, const char *topic, struct rmq_msg_out *m, size_t
 	size_t len;
 	uint8_t *buf = rmq_pack_send(topic, m, n, &len), *resp;
 	int32_t id =
-		grpc_client_start(rc->gc, RMQ_PATH("SendMessage"), buf, len, 1, rc->timeout_ms);
+		(rmq_sign(rc), grpc_client_start(rc->gc, RMQ_PATH("SendMessage"), buf, len, 1,
+						 rc->timeout_ms));
 	int got;
 
 	cfx_free(buf);
@@ -802,6 +844,7 @@ int32_t rmq_receive_start(struct rmq_cl *rc, const struct rmq_recv_opts *o)
 	set_duration(&poll, o->wait_ms);
 	req.long_polling_timeout = &poll;
 	buf = pack(&req.base, &len);
+	rmq_sign(rc);
 	id = grpc_client_start(rc->gc, RMQ_PATH("ReceiveMessage"), buf, len, 1,
 			       o->wait_ms + rc->timeout_ms);
 	cfx_free(buf);
@@ -837,6 +880,7 @@ int32_t rmq_ack_start(struct rmq_cl *rc, const char *group, const char *topic,
 	req.n_entries = n;
 	req.entries = entp;
 	buf = pack(&req.base, &len);
+	rmq_sign(rc);
 	id = grpc_client_start(rc->gc, RMQ_PATH("AckMessage"), buf, len, 1, rc->timeout_ms);
 	cfx_free(buf);
 	cfx_free(ents);

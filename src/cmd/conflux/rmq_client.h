@@ -41,7 +41,19 @@ struct rmq_cl {
 	char client_id[320]; /* x-mq-client-id */
 	int64_t timeout_ms;  /* unary calls' deadline */
 	int32_t telemetry;   /* the open Telemetry stream, 0 = none */
+	char user[CLI_USER_MAX + 1];	     /* signs every call when set (rmq_set_credentials) */
+	char secret[CLI_PASSWORD_MAX + 1];
+	int64_t signed_ms;		     /* when the signature headers were made */
 };
+
+/*
+ * Signs every later call as `user` with its password as the secret key
+ * (MQv2-HMAC-SHA1 over x-mq-date-time, as the RocketMQ clients do;
+ * docs/security.md). An empty user signs nothing.
+ */
+void rmq_set_credentials(struct rmq_cl *rc, const char *user, const char *password);
+/* Refreshes the signature headers when they are older than a minute (called before each call). */
+void rmq_sign(struct rmq_cl *rc);
 
 struct rmq_err {
 	int code;	 /* RocketMQ Status.code; 0 = the call itself failed */
