@@ -85,6 +85,12 @@ int cli_global_options(int argc, char **argv);
 int cli_opt(struct cli *c, int argc, char **argv, int *i, const char *name, const char **val);
 int cli_flag(char **argv, int *i, const char *name);
 int cli_common(struct cli *c, int argc, char **argv, int *i, int *exit_now);
+/*
+ * For commands without arguments of their own: takes the common options
+ * (argv[1..]). Returns -1 to go on, or the exit status to return at once
+ * (CLI_OK after --help, CLI_EUSAGE with the message printed).
+ */
+int cli_only_common(struct cli *c, int argc, char **argv);
 
 /*
  * Sign-in credentials.

@@ -504,6 +504,18 @@ int cli_credentials(const struct cli *c, char *out, size_t len)
 	return 0;
 }
 
+int cli_only_common(struct cli *c, int argc, char **argv)
+{
+	int r, done = 0;
+
+	for (int k = 1; k < argc;) {
+		CLI_COMMON(c, argc, argv, k);
+		CLI_UNKNOWN(c, argv[k]);
+		return cli_usage_error(c, "unexpected argument \"%s\"", argv[k]);
+	}
+	return -1;
+}
+
 int cli_user_password(const struct cli *c, char user[CLI_USER_MAX + 1],
 		      char password[CLI_PASSWORD_MAX + 1])
 {

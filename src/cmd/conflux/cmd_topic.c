@@ -206,14 +206,11 @@ static int topic_list(int argc, char **argv)
 	json_t *out = NULL, *list, *t;
 	struct cli_table *tb;
 	size_t i;
-	int r, done = 0, rc;
+	int rc;
 
 	cli_init(&c, "topic list", usage_list);
-	for (int k = 1; k < argc;) {
-		CLI_COMMON(&c, argc, argv, k);
-		CLI_UNKNOWN(&c, argv[k]);
-		return cli_usage_error(&c, "unexpected argument \"%s\"", argv[k]);
-	}
+	if ((rc = cli_only_common(&c, argc, argv)) >= 0)
+		return rc;
 	rc = admin_get_list(&c, "/v1/topics", "topics", &out, &list);
 	if (rc || !list)
 		return rc;

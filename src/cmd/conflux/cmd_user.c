@@ -273,14 +273,11 @@ static int user_list(int argc, char **argv)
 	json_t *out = NULL, *list, *u;
 	struct cli_table *tb;
 	size_t i;
-	int r, done = 0, rc;
+	int rc;
 
 	cli_init(&c, "user list", usage_list);
-	for (int k = 1; k < argc;) {
-		CLI_COMMON(&c, argc, argv, k);
-		CLI_UNKNOWN(&c, argv[k]);
-		return cli_usage_error(&c, "unexpected argument \"%s\"", argv[k]);
-	}
+	if ((rc = cli_only_common(&c, argc, argv)) >= 0)
+		return rc;
 	rc = admin_get_list(&c, "/v1/users", "users", &out, &list);
 	if (rc || !list)
 		return rc;
@@ -401,14 +398,11 @@ int cli_whoami(int argc, char **argv)
 	struct cli c;
 	json_t *out = NULL;
 	const char *user;
-	int r, done = 0, rc, super;
+	int rc, super;
 
 	cli_init(&c, "whoami", usage_whoami);
-	for (int k = 1; k < argc;) {
-		CLI_COMMON(&c, argc, argv, k);
-		CLI_UNKNOWN(&c, argv[k]);
-		return cli_usage_error(&c, "unexpected argument \"%s\"", argv[k]);
-	}
+	if ((rc = cli_only_common(&c, argc, argv)) >= 0)
+		return rc;
 	rc = admin_call(&c, "GET", "/v1/whoami", NULL, &out, NULL);
 	if (rc)
 		return rc;
