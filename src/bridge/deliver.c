@@ -5,7 +5,8 @@
  * attempt, or an event older than max_age, sends it to the dead letters.
  *
  * HTTP targets get a blocking HTTP/1.1 POST with a deadline on every step
- * (connect, write, read the status line), one connection per delivery.
+ * (connect, write, read the answer), on a connection each worker keeps
+ * (keep-alive) while the endpoint lets it.
  * Bus, topic and MQTT targets get a send to the core, waiting until stored.
  *
  * Threads: `concurrency` workers per target, stopped and joined when the
@@ -16,6 +17,8 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -91,8 +94,11 @@ static int dial(const struct target *t, int64_t deadline, char *err)
 			int soerr = 0;
 			socklen_t sl = sizeof soerr;
 			getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &sl);
-			if (!soerr)
+			if (!soerr) {
+				int one = 1;
+				setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 				break;
+			}
 			errno = soerr;
 		}
 		snprintf(err, ERR_MAX, "cannot connect to %.64s:%d: %.80s", t->host, t->port,
@@ -157,50 +163,118 @@ static int send_all(struct wconn *wc, const char *p, size_t n, int64_t deadline)
 	return 0;
 }
 
-/* Reads until the status line is complete; returns the status code or -errno. */
-static int read_status(struct wconn *wc, int64_t deadline)
-{
-	char buf[STATUS_LINE_MAX];
-	size_t got = 0;
-	int fd = wc->fd;
+#define RESPONSE_HEAD_MAX 8192	     /* a longer response head is refused */
+#define RESPONSE_BODY_KEEP_MAX (1u << 20) /* a longer body: read no further, close */
 
-	while (got < sizeof buf - 1) {
-		ssize_t r;
+/* One read from the connection: > 0 bytes, 0 end of stream, or -errno. */
+static ssize_t conn_read(struct wconn *wc, void *buf, size_t n, int64_t deadline)
+{
+	for (;;) {
 		if (wc->ssl) {
-			int k = SSL_read(wc->ssl, buf + got, (int)(sizeof buf - 1 - got));
-			if (k <= 0) {
-				int rc = tls_wait(wc, k, deadline);
-				if (rc)
-					return rc;
-				continue;
-			}
-			r = k;
-		} else {
-			r = recv(fd, buf + got, sizeof buf - 1 - got, 0);
-		}
-		if (r > 0) {
-			got += (size_t)r;
-			buf[got] = 0;
-			char *eol = strstr(buf, "\r\n");
-			if (eol) {
-				int code;
-				if (sscanf(buf, "HTTP/1.%*d %3d", &code) == 1 && code >= 100 && code <= 999)
-					return code;
-				return -EPROTO;
-			}
+			int k = SSL_read(wc->ssl, buf, (int)CFX_MIN(n, (size_t)INT32_MAX));
+			if (k > 0)
+				return k;
+			if (SSL_get_error(wc->ssl, k) == SSL_ERROR_ZERO_RETURN)
+				return 0;
+			int rc = tls_wait(wc, k, deadline);
+			if (rc)
+				return rc;
 			continue;
 		}
-		if (r == 0)
-			return -ECONNRESET;
+		ssize_t r = recv(wc->fd, buf, n, 0);
+		if (r >= 0)
+			return r;
 		if (errno == EINTR)
 			continue;
 		if (errno != EAGAIN)
 			return -errno;
-		int rc = wait_fd(fd, POLLIN, deadline);
+		int rc = wait_fd(wc->fd, POLLIN, deadline);
 		if (rc)
 			return rc;
 	}
-	return -EPROTO;
+}
+
+/* Whether the header block [p, p+n) has `name: value...` (case-insensitive); the value into out. */
+static bool header_value(const char *p, size_t n, const char *name, char *out, size_t out_max)
+{
+	size_t nl = strlen(name);
+	const char *end = p + n;
+
+	for (const char *line = p; line < end;) {
+		const char *eol = memmem(line, (size_t)(end - line), "\r\n", 2);
+		if (!eol)
+			eol = end;
+		if ((size_t)(eol - line) > nl && !strncasecmp(line, name, nl) && line[nl] == ':') {
+			const char *v = line + nl + 1;
+			while (v < eol && (*v == ' ' || *v == '\t'))
+				v++;
+			size_t vl = CFX_MIN((size_t)(eol - v), out_max - 1);
+			memcpy(out, v, vl);
+			out[vl] = 0;
+			return true;
+		}
+		line = eol + 2;
+	}
+	return false;
+}
+
+/*
+ * Reads the response: the status code (or -errno), and whether the
+ * connection may carry the next request (HTTP/1.1 without Connection:
+ * close, a body delimited by Content-Length and read to its end).
+ */
+static int read_response(struct wconn *wc, int64_t deadline, bool *reusable)
+{
+	char buf[RESPONSE_HEAD_MAX + 1], v[64];
+	size_t got = 0, head_len;
+	char *end;
+	int status;
+
+	*reusable = false;
+	for (;;) {
+		ssize_t r = conn_read(wc, buf + got, RESPONSE_HEAD_MAX - got, deadline);
+		if (r == 0)
+			return -ECONNRESET;
+		if (r < 0)
+			return (int)r;
+		got += (size_t)r;
+		buf[got] = 0;
+		if ((end = strstr(buf, "\r\n\r\n")))
+			break;
+		if (got == RESPONSE_HEAD_MAX)
+			return -EPROTO;
+	}
+	head_len = (size_t)(end + 4 - buf);
+	if (sscanf(buf, "HTTP/1.%*d %3d", &status) != 1 || status < 100 || status > 999)
+		return -EPROTO;
+	int http11 = !strncmp(buf, "HTTP/1.1", 8);
+	bool close_it = header_value(buf, head_len, "Connection", v, sizeof v) &&
+			!strncasecmp(v, "close", 5);
+	bool chunked = header_value(buf, head_len, "Transfer-Encoding", v, sizeof v);
+	uint64_t body = 0;
+	bool has_len = header_value(buf, head_len, "Content-Length", v, sizeof v);
+	if (has_len) {
+		char *e;
+		body = strtoull(v, &e, 10);
+		has_len = e != v && *e == 0;
+	}
+	if (status == 204 || status == 304) {
+		has_len = true;
+		body = 0;
+	}
+	if (!http11 || close_it || chunked || !has_len || body > RESPONSE_BODY_KEEP_MAX)
+		return status; /* the connection goes after this answer */
+	/* Read the rest of the body away so that the next answer starts clean. */
+	uint64_t have = got - head_len;
+	while (have < body) {
+		char sink[4096];
+		ssize_t r = conn_read(wc, sink, (size_t)CFX_MIN(sizeof sink, body - have), deadline);
+		if (r <= 0)
+			return status;
+		have += (uint64_t)r;
+	}
+	*reusable = have == body;
+	return status;
 }
 
 struct hdr_buf {
@@ -222,6 +296,16 @@ static void hb_add(struct hdr_buf *h, const char *a, size_t al, const char *b, s
 	h->n += bl;
 	memcpy(h->p + h->n, "\r\n", 2);
 	h->n += 2;
+}
+
+static void hb_raw(struct hdr_buf *h, const void *p, size_t n)
+{
+	if (h->n + n > h->cap) {
+		h->cap = CFX_MAX(2 * h->cap, h->n + n + 1024);
+		h->p = cfx_realloc(h->p, h->cap);
+	}
+	memcpy(h->p + h->n, p, n);
+	h->n += n;
 }
 
 static int emit_http(void *ctx, const char *name, size_t nlen, const char *value, size_t vlen)
@@ -277,14 +361,76 @@ static int tls_connect(struct target *t, struct wconn *wc, int64_t deadline, cha
 	return 0;
 }
 
-static enum outcome deliver_http(struct target *t, const struct cfx_ce *ce, char *err)
+static void wconn_close(struct wconn *wc)
+{
+	if (wc->ssl) {
+		SSL_shutdown(wc->ssl);
+		SSL_free(wc->ssl);
+		wc->ssl = NULL;
+	}
+	if (wc->fd >= 0)
+		close(wc->fd);
+	wc->fd = -1;
+}
+
+/* A fresh connection (and TLS); -EPERM: an untrusted certificate. */
+static int wconn_open(struct target *t, struct wconn *wc, int64_t deadline, char *err)
+{
+	int rc;
+
+	wc->ssl = NULL;
+	wc->fd = dial(t, deadline, err);
+	if (wc->fd < 0)
+		return -ECONNREFUSED;
+	if (t->ssl_ctx && (rc = tls_connect(t, wc, deadline, err))) {
+		wconn_close(wc);
+		return rc;
+	}
+	return 0;
+}
+
+/* Sends the request in one piece (small writes would wait on delayed ACKs);
+ * returns 0 or -errno. */
+static int send_request(struct target *t, struct wconn *wc, const char *head, const char *ct,
+			const struct hdr_buf *h, const char *body, size_t len, int64_t deadline)
+{
+	struct hdr_buf req = { 0 };
+	int rc;
+
+	hb_raw(&req, head, strlen(head));
+	if (ct) {
+		hb_raw(&req, "Content-Type: ", 14);
+		hb_raw(&req, ct, strlen(ct));
+		hb_raw(&req, "\r\n", 2);
+	}
+	if (t->extra_headers)
+		hb_raw(&req, t->extra_headers, strlen(t->extra_headers));
+	if (h->n)
+		hb_raw(&req, h->p, h->n);
+	hb_raw(&req, "\r\n", 2);
+	if (len)
+		hb_raw(&req, body, len);
+	rc = send_all(wc, req.p, req.n, deadline);
+	cfx_free(req.p);
+	return rc;
+}
+
+/*
+ * One HTTP delivery on the worker's kept connection `wc` (fd -1: none):
+ * HTTP/1.1 keep-alive, so a busy target is not one TCP (and TLS) handshake
+ * per event. A kept connection the endpoint closed meanwhile fails at once;
+ * the request then goes once more on a fresh connection.
+ */
+static enum outcome deliver_http(struct target *t, const struct cfx_ce *ce, struct wconn *wc,
+				 char *err)
 {
 	int64_t deadline = cfx_clock_mono_ms() + t->timeout_ms;
 	struct hdr_buf h = { 0 };
 	const char *body, *ct;
 	char *structured = NULL, head[2600];
 	size_t len;
-	int fd, rc, status;
+	int rc, status = 0;
+	bool reusable = false;
 	enum outcome out;
 
 	if (t->structured) {
@@ -299,42 +445,24 @@ static enum outcome deliver_http(struct target *t, const struct cfx_ce *ce, char
 	}
 	snprintf(head, sizeof head,
 		 "POST %s HTTP/1.1\r\nHost: %s:%d\r\nUser-Agent: conflux-eventbridge\r\n"
-		 "Connection: close\r\nContent-Length: %zu\r\n",
+		 "Content-Length: %zu\r\n",
 		 t->path, t->host, t->port, len);
 	err[0] = 0;
-	fd = dial(t, deadline, err);
-	if (fd < 0) {
-		out = RETRY;
-		goto done;
+	for (int attempt = 0; attempt < 2; attempt++) {
+		int kept = wc->fd >= 0;
+		if (!kept && (rc = wconn_open(t, wc, deadline, err))) {
+			out = rc == -EPERM ? GIVE_UP : RETRY;
+			goto done;
+		}
+		rc = send_request(t, wc, head, ct, &h, body, len, deadline);
+		status = rc ? rc : read_response(wc, deadline, &reusable);
+		if (!reusable)
+			wconn_close(wc);
+		/* A kept connection that was closed under us: once more, fresh. */
+		if (kept && (status == -ECONNRESET || status == -EPIPE) && attempt == 0)
+			continue;
+		break;
 	}
-	struct wconn wc = { fd, NULL };
-	if (t->ssl_ctx && (rc = tls_connect(t, &wc, deadline, err))) {
-		if (wc.ssl)
-			SSL_free(wc.ssl);
-		close(fd);
-		out = rc == -EPERM ? GIVE_UP : RETRY;
-		goto done;
-	}
-	rc = send_all(&wc, head, strlen(head), deadline);
-	if (!rc && ct) {
-		char cth[300];
-		int k = snprintf(cth, sizeof cth, "Content-Type: %s\r\n", ct);
-		rc = send_all(&wc, cth, (size_t)CFX_MIN(k, (int)sizeof cth - 1), deadline);
-	}
-	if (!rc && t->extra_headers)
-		rc = send_all(&wc, t->extra_headers, strlen(t->extra_headers), deadline);
-	if (!rc && h.n)
-		rc = send_all(&wc, h.p, h.n, deadline);
-	if (!rc)
-		rc = send_all(&wc, "\r\n", 2, deadline);
-	if (!rc && len)
-		rc = send_all(&wc, body, len, deadline);
-	status = rc ? rc : read_status(&wc, deadline);
-	if (wc.ssl) {
-		SSL_shutdown(wc.ssl);
-		SSL_free(wc.ssl);
-	}
-	close(fd);
 	if (status < 0) {
 		snprintf(err, ERR_MAX, "%.64s:%d: %.80s", t->host, t->port,
 			 status == -ETIMEDOUT ? "timed out" : strerror(-status));
@@ -437,7 +565,7 @@ static void dead_letter(struct target *t, const struct cfx_popped *pm, const cha
 			    "%u attempts: %s", t->name, t->dlq, pm->attempt, why);
 }
 
-static void handle(struct target *t, const struct cfx_popped *pm)
+static void handle(struct target *t, const struct cfx_popped *pm, struct wconn *wc)
 {
 	struct cfx_bridge *b = t->b;
 	struct cfx_view tv = bridge__prop(&pm->v, PROP_TIME);
@@ -462,7 +590,7 @@ static void handle(struct target *t, const struct cfx_popped *pm)
 			dead_letter(t, pm, why);
 			return;
 		}
-		out = deliver_http(t, &ce, err);
+		out = deliver_http(t, &ce, wc, err);
 		cfx_ce_free(&ce);
 	} else {
 		out = deliver_send(t, &pm->v, err);
@@ -506,6 +634,7 @@ static void *worker_main(void *arg)
 	struct cfx_bridge *b = t->b;
 	struct cfx_pop_req req = { 0 };
 	struct cfx_pop_result res;
+	struct wconn wc = { -1, NULL }; /* this worker's kept HTTP connection */
 
 	req.group = CFX_VIEW_STR(t->topic);
 	req.topic = CFX_VIEW_STR(t->topic);
@@ -521,14 +650,14 @@ static void *worker_main(void *arg)
 		if (stop)
 			break;
 		if (cfx_broker_pop(b->br, &req, &res) == 0 && res.count) {
-			handle(t, &res.msgs[0]);
+			handle(t, &res.msgs[0], &wc);
 			continue;
 		}
 		/* Nothing now: wait for the queue (a watch), or a second. */
 		uint64_t w = cfx_broker_watch(b->br, req.group, req.topic, target_wake, t);
 		if (cfx_broker_pop(b->br, &req, &res) == 0 && res.count) {
 			cfx_broker_unwatch(b->br, w);
-			handle(t, &res.msgs[0]);
+			handle(t, &res.msgs[0], &wc);
 			continue;
 		}
 		struct timespec ts;
@@ -541,6 +670,7 @@ static void *worker_main(void *arg)
 		pthread_mutex_unlock(&t->mu);
 		cfx_broker_unwatch(b->br, w);
 	}
+	wconn_close(&wc);
 	cfx_pop_result_free(&res);
 	return NULL;
 }

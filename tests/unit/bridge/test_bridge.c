@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 #include <openssl/ssl.h>
@@ -39,6 +40,9 @@
 struct endpoint {
 	int fd, port;
 	SSL_CTX *tls;		/* https when set */
+	int keepalive;		/* answer without Connection: close */
+	int close_after;	/* keep-alive: close after this many requests (0 = never) */
+	int conns;		/* connections accepted */
 	pthread_t thr;
 	pthread_mutex_t mu;
 	int statuses[16];
@@ -54,8 +58,6 @@ static void *endpoint_main(void *arg)
 
 	for (;;) {
 		int c = accept(ep->fd, NULL, NULL);
-		char buf[8192];
-		size_t got = 0;
 		SSL *ssl = NULL;
 		if (c < 0)
 			break;
@@ -73,41 +75,56 @@ static void *endpoint_main(void *arg)
 		}
 		pthread_mutex_lock(&ep->mu);
 		int stop = ep->stop;
+		ep->conns++;
 		pthread_mutex_unlock(&ep->mu);
+		/* An idle kept connection is closed after a second, as servers do. */
+		struct timeval tv = { .tv_sec = 1 };
+		setsockopt(c, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
 		if (stop) {
 			close(c);
 			break;
 		}
-		/* Read the head, then Content-Length bytes of body. */
-		for (;;) {
-			ssize_t r = ssl ? SSL_read(ssl, buf + got, (int)(sizeof buf - 1 - got))
-				    : recv(c, buf + got, sizeof buf - 1 - got, 0);
-			if (r <= 0)
-				break;
-			got += (size_t)r;
-			buf[got] = 0;
-			char *end = strstr(buf, "\r\n\r\n");
-			if (end) {
-				const char *cl = strcasestr(buf, "Content-Length:");
-				size_t want = cl ? (size_t)atoi(cl + 15) : 0;
-				if (got >= (size_t)(end + 4 - buf) + want)
+		/* Requests on this connection: one, or more with keep-alive. */
+		for (int served = 1;; served++) {
+			char buf[8192];
+			size_t got = 0;
+			/* Read the head, then Content-Length bytes of body. */
+			for (;;) {
+				ssize_t r = ssl ? SSL_read(ssl, buf + got, (int)(sizeof buf - 1 - got))
+					    : recv(c, buf + got, sizeof buf - 1 - got, 0);
+				if (r <= 0)
 					break;
+				got += (size_t)r;
+				buf[got] = 0;
+				char *end = strstr(buf, "\r\n\r\n");
+				if (end) {
+					const char *cl = strcasestr(buf, "Content-Length:");
+					size_t want = cl ? (size_t)atoi(cl + 15) : 0;
+					if (got >= (size_t)(end + 4 - buf) + want)
+						break;
+				}
 			}
+			if (got == 0)
+				break; /* the client closed it */
+			pthread_mutex_lock(&ep->mu);
+			int status = ep->next < ep->nstatus ? ep->statuses[ep->next++] : 200;
+			memcpy(ep->last, buf, got + 1);
+			ep->requests++;
+			int keep = ep->keepalive && !(ep->close_after && served >= ep->close_after);
+			pthread_mutex_unlock(&ep->mu);
+			char resp[160];
+			int n = snprintf(resp, sizeof resp, "HTTP/1.1 %d X\r\nContent-Length: 2\r\n%s\r\nok",
+					 status, keep ? "" : "Connection: close\r\n");
+			if (ssl)
+				SSL_write(ssl, resp, n);
+			else
+				send(c, resp, (size_t)n, MSG_NOSIGNAL);
+			if (!keep)
+				break;
 		}
-		pthread_mutex_lock(&ep->mu);
-		int status = ep->next < ep->nstatus ? ep->statuses[ep->next++] : 200;
-		memcpy(ep->last, buf, got + 1);
-		ep->requests++;
-		pthread_mutex_unlock(&ep->mu);
-		char resp[128];
-		int n = snprintf(resp, sizeof resp,
-				 "HTTP/1.1 %d X\r\nContent-Length: 0\r\nConnection: close\r\n\r\n", status);
 		if (ssl) {
-			SSL_write(ssl, resp, n);
 			SSL_shutdown(ssl);
 			SSL_free(ssl);
-		} else {
-			send(c, resp, (size_t)n, MSG_NOSIGNAL);
 		}
 		close(c);
 	}
@@ -685,6 +702,52 @@ static void https_targets(void **state)
 	SSL_CTX_free(ep.tls);
 }
 
+static void http_keep_alive(void **state)
+{
+	struct fx *f = *state;
+	struct endpoint ep;
+	char err[512], def[1024];
+
+	endpoint_start(&ep);
+	ep.keepalive = 1;
+	ep.close_after = 3; /* the endpoint ends the connection now and then */
+	/* One worker: the endpoint serves one connection at a time. */
+	snprintf(def, sizeof def,
+		 "{\"name\": \"ka\", \"type\": \"http\", \"url\": \"http://127.0.0.1:%d/ka\", "
+		 "\"concurrency\": 1}",
+		 ep.port);
+	assert_int_equal(put_json(f, cfx_bridge_target_put, def), 0);
+	assert_int_equal(rule(f, "default",
+			      "{\"name\": \"ka\", \"pattern\": {\"type\": [\"ka\"]}, "
+			      "\"targets\": [{\"target\": \"ka\"}]}",
+			      err, sizeof err),
+			 0);
+	for (int i = 0; i < 7; i++) {
+		char ev[256];
+		snprintf(ev, sizeof ev,
+			 "{\"specversion\":\"1.0\",\"id\":\"k%d\",\"source\":\"/s\",\"type\":\"ka\"}",
+			 i);
+		put_event(f, "default", ev);
+	}
+	int64_t until = cfx_clock_mono_ms() + WAIT_MS;
+	while (endpoint_requests(&ep) < 7 && cfx_clock_mono_ms() < until)
+		usleep(10000);
+	usleep(200000);
+	assert_int_equal(endpoint_requests(&ep), 7);
+	/* Several deliveries per connection; the closes cost no attempt. */
+	pthread_mutex_lock(&ep.mu);
+	int conns = ep.conns;
+	pthread_mutex_unlock(&ep.mu);
+	assert_true(conns >= 3 && conns < 7);
+	json_t *t = cfx_bridge_target_get(f->b, "ka");
+	assert_int_equal(json_integer_value(json_object_get(json_object_get(t, "stats"), "delivered")),
+			 7);
+	assert_int_equal(json_integer_value(json_object_get(json_object_get(t, "stats"), "retried")),
+			 0);
+	json_decref(t);
+	endpoint_stop(&ep);
+}
+
 static void pending_deliveries_survive_a_reopen(void **state)
 {
 	struct fx *f = *state;
@@ -797,6 +860,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(events_are_routed_to_topics, setup, teardown),
 		cmocka_unit_test_setup_teardown(http_targets_retry_and_dead_letter, setup, teardown),
 		cmocka_unit_test_setup_teardown(https_targets, setup, teardown),
+		cmocka_unit_test_setup_teardown(http_keep_alive, setup, teardown),
 		cmocka_unit_test_setup_teardown(pending_deliveries_survive_a_reopen, setup, teardown),
 		cmocka_unit_test_setup_teardown(pull_and_test, setup, teardown),
 	};
