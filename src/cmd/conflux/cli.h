@@ -91,6 +91,12 @@ int cli_common(struct cli *c, int argc, char **argv, int *i, int *exit_now);
  * (CLI_OK after --help, CLI_EUSAGE with the message printed).
  */
 int cli_only_common(struct cli *c, int argc, char **argv);
+/*
+ * For commands taking one NAME and the common options: *name is the name.
+ * Returns -1 to go on, or the exit status to return at once (as above;
+ * "the `what` name is missing" when there is none).
+ */
+int cli_one_name(struct cli *c, int argc, char **argv, const char *what, const char **name);
 
 /*
  * Sign-in credentials.

@@ -516,6 +516,23 @@ int cli_only_common(struct cli *c, int argc, char **argv)
 	return -1;
 }
 
+int cli_one_name(struct cli *c, int argc, char **argv, const char *what, const char **name)
+{
+	int r, done = 0;
+
+	*name = NULL;
+	for (int i = 1; i < argc;) {
+		CLI_COMMON(c, argc, argv, i);
+		CLI_UNKNOWN(c, argv[i]);
+		if (*name)
+			return cli_usage_error(c, "unexpected argument \"%s\"", argv[i]);
+		*name = argv[i++];
+	}
+	if (!*name)
+		return cli_usage_error(c, "the %s name is missing", what);
+	return -1;
+}
+
 int cli_user_password(const struct cli *c, char user[CLI_USER_MAX + 1],
 		      char password[CLI_PASSWORD_MAX + 1])
 {

@@ -348,24 +348,6 @@ static int group_update(int argc, char **argv)
  * list, describe, delete
  * ------------------------------------------------------------------------ */
 
-/* Reads NAME and the common options: -1 to go on, else the exit status. */
-static int name_only(struct cli *c, int argc, char **argv, const char **name)
-{
-	int r, done = 0;
-
-	*name = NULL;
-	for (int i = 1; i < argc;) {
-		CLI_COMMON(c, argc, argv, i);
-		CLI_UNKNOWN(c, argv[i]);
-		if (*name)
-			return cli_usage_error(c, "unexpected argument \"%s\"", argv[i]);
-		*name = argv[i++];
-	}
-	if (!*name)
-		return cli_usage_error(c, "the group name is missing");
-	return -1;
-}
-
 static int group_list(int argc, char **argv)
 {
 	static const char *const head[] = {"NAME", "FIFO", "RETRY", "CREATED"};
@@ -408,7 +390,7 @@ static int group_describe(int argc, char **argv)
 	int rc;
 
 	cli_init(&c, "group describe", usage_describe);
-	if ((rc = name_only(&c, argc, argv, &name)) >= 0)
+	if ((rc = cli_one_name(&c, argc, argv, "group", &name)) >= 0)
 		return rc;
 	path = group_path(name, "");
 	rc = admin_call(&c, "GET", path, NULL, &out, NULL);
@@ -464,7 +446,7 @@ static int group_delete(int argc, char **argv)
 	int rc;
 
 	cli_init(&c, "group delete", usage_delete);
-	if ((rc = name_only(&c, argc, argv, &name)) >= 0)
+	if ((rc = cli_one_name(&c, argc, argv, "group", &name)) >= 0)
 		return rc;
 	path = group_path(name, "");
 	rc = admin_call(&c, "DELETE", path, NULL, &out, NULL);

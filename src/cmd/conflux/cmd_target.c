@@ -361,24 +361,6 @@ static void print_section(const json_t *o, const char *key, const char *title)
 	cli_print_fields(v, stdout);
 }
 
-/* Reads NAME and the common options. -1 to go on, else the exit status. */
-static int parse_name(struct cli *c, int argc, char **argv, const char **name)
-{
-	int r, done = 0;
-
-	*name = NULL;
-	for (int i = 1; i < argc;) {
-		CLI_COMMON(c, argc, argv, i);
-		CLI_UNKNOWN(c, argv[i]);
-		if (*name)
-			return cli_usage_error(c, "unexpected argument \"%s\"", argv[i]);
-		*name = argv[i++];
-	}
-	if (!*name)
-		return cli_usage_error(c, "the target name is missing");
-	return -1;
-}
-
 static int target_describe(int argc, char **argv)
 {
 	struct cli c;
@@ -388,7 +370,7 @@ static int target_describe(int argc, char **argv)
 	int rc;
 
 	cli_init(&c, "target describe", usage_describe);
-	if ((rc = parse_name(&c, argc, argv, &name)) >= 0)
+	if ((rc = cli_one_name(&c, argc, argv, "target", &name)) >= 0)
 		return rc;
 	path = target_path(name);
 	rc = admin_call(&c, "GET", path, NULL, &out, NULL);
@@ -428,7 +410,7 @@ static int target_delete(int argc, char **argv)
 	int rc;
 
 	cli_init(&c, "target delete", usage_delete);
-	if ((rc = parse_name(&c, argc, argv, &name)) >= 0)
+	if ((rc = cli_one_name(&c, argc, argv, "target", &name)) >= 0)
 		return rc;
 	path = target_path(name);
 	rc = admin_call(&c, "DELETE", path, NULL, &out, NULL);
